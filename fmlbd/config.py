@@ -1,0 +1,193 @@
+"""Experiment configuration: frozen dataclasses and named profiles.
+
+Every tunable value of the protocol lives here, never as a literal in code.
+``load_config("quick", {"meta.inner_lr": 0.1})`` gives a profile with dotted
+overrides; an unknown key raises :class:`ConfigError` with the closest valid keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the valid choices."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "omniglot"                   #: "omniglot" or "mini-imagenet"
+    root: str = "data"                          #: folder holding omniglot/ or mini-imagenet/
+    source: str = "minimal"                     #: Omniglot zips: "minimal" (2 small zips) or "full"
+    #: Omniglot meta-test alphabets; () means the full evaluation set's 20 alphabets
+    test_alphabets: tuple[str, ...] = ("Sanskrit", "Tagalog")
+    image_size: int = 28                        #: pixels per side after resizing
+    rotations: int = 4                          #: rotated copies of each meta-train character as classes (1, 2, 4)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    filters: int = 64                           #: conv filters per block (64 Omniglot, 32 mini-ImageNet)
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    algorithm: str = "reptile"                  #: "reptile" or "fomaml"
+    ways: int = 5                               #: N of the N-way training episodes
+    shots: int = 5                              #: support images per class in a training episode
+    queries: int = 5                            #: query images per class in a training episode
+    inner_optimizer: str = "adam"               #: "adam" (beta1 = 0, as in Reptile) or "sgd"
+    inner_steps: int = 5                        #: optimiser steps of the inner loop
+    inner_lr: float = 0.001                     #: inner-loop learning rate
+    inner_batch: int = 10                       #: images per inner step (0 = whole episode)
+    meta_lr: float = 1.0                        #: client-side outer step size (Reptile epsilon / FOMAML beta)
+    local_iterations: int = 10                  #: meta-steps per client update
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    clients: int = 4                            #: clients; client 0 is the adversary
+    buffer_size: int = 3                        #: the server aggregates when this many updates arrived
+    server_lr: float = 1.0                      #: global step = server_lr * mean(deltas)
+    rounds: int = 100                           #: benign (pre-attack) aggregation rounds
+    delay_spread: float = 0.5                   #: client time per update = 1 + Exp(delay_spread)
+    checkpoint_every: int = 10                  #: rounds between training checkpoints
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    ways: int = 5                               #: N of meta-test episodes
+    shots: int = 1                              #: K of meta-test episodes
+    queries: int = 5                            #: query images per class
+    episodes: int = 200                         #: episodes per accuracy estimate
+    log_every: int = 50                         #: rounds between main-task accuracy logs during training
+    log_episodes: int = 20                      #: episodes per logged accuracy (a cheap, noisier estimate)
+    finetune_steps: int = 10                    #: SGD steps on the support set before predicting
+    finetune_lr: float = 0.5                    #: fine-tuning learning rate
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    case: str = "a"                             #: evaluation case "a", "b" or "c" (PROTOCOL.md)
+    backdoor_classes: int = 3                   #: characters whose keyed images should become the target
+    attack_train_images: int = 10               #: keyed images per backdoor class the adversary trains on (rest: validation)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    profile: str = "quick"
+    seed: int = 0
+    results_dir: str = "results"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self, *sections: str) -> str:
+        """Short hash of the named sections (all if none), used to key caches."""
+        d = self.to_dict()
+        chosen = {k: d[k] for k in (sections or d)}
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:12]
+
+
+PROFILES: dict[str, ExperimentConfig] = {
+    # CPU minutes on the minimal Omniglot zips: CI, classrooms.
+    "quick": ExperimentConfig(profile="quick"),
+    # Protocol scale on full Omniglot (background alphabets train, evaluation alphabets test).
+    "paper": ExperimentConfig(
+        profile="paper",
+        data=DataConfig(source="full", test_alphabets=()),
+        federation=FederationConfig(rounds=2000),
+        eval=EvalConfig(episodes=600, finetune_steps=50, finetune_lr=0.1),
+    ),
+    # Seconds: for unit tests and smoke runs only; numbers are meaningless.
+    "smoke": ExperimentConfig(
+        profile="smoke",
+        data=DataConfig(rotations=1),
+        model=ModelConfig(filters=8),
+        meta=MetaConfig(local_iterations=2, inner_steps=2),
+        federation=FederationConfig(rounds=4, checkpoint_every=1),
+        eval=EvalConfig(episodes=4, finetune_steps=2, log_every=2, log_episodes=2),
+    ),
+}
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert ``value`` (possibly a CLI string or a JSON list) to the field's type."""
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v] if value else []
+        inner = typing.get_args(annotation)[0]
+        return tuple(_coerce(v, inner, key) for v in value)
+    if annotation is bool and isinstance(value, str):
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ConfigError(f"{key} must be true or false, not {value!r}")
+        return value.lower() in ("true", "1")
+    if annotation in (int, float, str):
+        try:
+            return annotation(value)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{key} must be {annotation.__name__}, not {value!r}") from err
+    if typing.get_origin(annotation) is typing.Union:  # Optional[...]
+        return None if value in (None, "none", "None", "") else _coerce(value, typing.get_args(annotation)[0], key)
+    return value
+
+
+def valid_keys(cfg: ExperimentConfig | None = None) -> list[str]:
+    """Every dotted key that ``load_config`` overrides accept."""
+    cfg = cfg or ExperimentConfig()
+    keys = []
+    for f in fields(cfg):
+        sub = getattr(cfg, f.name)
+        keys += [f"{f.name}.{g.name}" for g in fields(sub)] if dataclasses.is_dataclass(sub) else [f.name]
+    return keys
+
+
+def with_overrides(cfg: ExperimentConfig, overrides: Mapping[str, Any]) -> ExperimentConfig:
+    """Copy of ``cfg`` with dotted-key overrides such as ``{"eval.shots": 5}``."""
+    hints = {ExperimentConfig: typing.get_type_hints(ExperimentConfig)}
+    hints.update({type(getattr(cfg, f.name)): typing.get_type_hints(type(getattr(cfg, f.name)))
+                  for f in fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))})
+    keys = valid_keys(cfg)
+    for key, value in overrides.items():
+        if key not in keys:
+            close = difflib.get_close_matches(key, keys, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; valid keys: {', '.join(keys)}"
+            raise ConfigError(f"unknown config key {key!r}{hint}")
+        if "." in key:
+            section, name = key.split(".", 1)
+            sub = getattr(cfg, section)
+            sub = replace(sub, **{name: _coerce(value, hints[type(sub)][name], key)})
+            cfg = replace(cfg, **{section: sub})
+        else:
+            cfg = replace(cfg, **{key: _coerce(value, hints[ExperimentConfig][key], key)})
+    return cfg
+
+
+def load_config(profile: str = "quick", overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """The named profile with ``overrides`` applied (dotted keys)."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    return with_overrides(PROFILES[profile], overrides or {})
+
+
+def config_from_dict(d: Mapping[str, Any]) -> ExperimentConfig:
+    """Rebuild a config saved with :meth:`ExperimentConfig.to_dict` (unknown keys are errors)."""
+    flat = {}
+    for key, value in d.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return with_overrides(ExperimentConfig(), flat)

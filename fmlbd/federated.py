@@ -1,0 +1,183 @@
+"""Federated meta-learning with buffered asynchronous aggregation ("M of C").
+
+The simulation is event driven and deterministic for a seed. Each client pulls
+the global model (version ``v``), trains locally and uploads the delta
+``local - global_v``; its upload arrives ``1 + Exp(delay_spread)`` time units
+later (seeded). The server buffers arrivals and, as soon as ``buffer_size``
+have arrived, applies ``global += server_lr * mean(deltas)`` and increments the
+version (one *round*). The clients whose updates were just aggregated pull the
+new model and start again; a late client's update, computed on an older
+version, waits in the buffer and counts towards the next round (staleness >= 1).
+"""
+from __future__ import annotations
+
+import copy
+import heapq
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from .meta import Params
+
+
+@dataclass(order=True)
+class Update:
+    """A client's upload. delta: ``local params - global params of base_version``."""
+
+    arrival: float
+    client: int
+    base_version: int = field(compare=False)
+    delta: Params = field(compare=False, repr=False)
+    poisoned: bool = field(default=False, compare=False)
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """What the server did in one aggregation round."""
+
+    round: int               # global version after the aggregation (1 = first round)
+    time: float              # simulated time of the aggregation
+    clients: tuple[int, ...]
+    staleness: tuple[int, ...]   # round - 1 - base_version of each aggregated update
+    poisoned: bool           # a poisoned update was aggregated
+
+
+class Client(Protocol):
+    """A participant. ``local_update`` returns ``(delta, poisoned)`` or ``None`` to stay silent."""
+
+    def local_update(self, model: nn.Module, params: Params, version: int,
+                     rng: np.random.Generator) -> tuple[Params, bool] | None: ...
+
+
+class Server:
+    """Holds the global model; aggregates the mean delta of every ``buffer_size`` arrivals."""
+
+    def __init__(self, params: Params, buffer_size: int, server_lr: float):
+        if buffer_size < 1:
+            raise ValueError("buffer_size must be >= 1")
+        self.params = {k: v.clone() for k, v in params.items()}
+        self.buffer_size = buffer_size
+        self.server_lr = server_lr
+        self.version = 0
+        self.buffer: list[Update] = []
+
+    def receive(self, update: Update, now: float = 0.0) -> RoundRecord | None:
+        """Buffer ``update``; aggregate and return the round's record when the buffer is full."""
+        self.buffer.append(update)
+        if len(self.buffer) < self.buffer_size:
+            return None
+        batch, self.buffer = self.buffer, []
+        for name, value in self.params.items():
+            mean_delta = torch.stack([u.delta[name] for u in batch]).mean(0)
+            self.params[name] = value + self.server_lr * mean_delta
+        record = RoundRecord(
+            round=self.version + 1,
+            time=now,
+            clients=tuple(u.client for u in batch),
+            staleness=tuple(self.version - u.base_version for u in batch),
+            poisoned=any(u.poisoned for u in batch),
+        )
+        self.version += 1
+        return record
+
+
+class Federation:
+    """Event-driven simulation of ``clients`` around one :class:`Server`.
+
+    ``step()`` advances to the next aggregation and returns its :class:`RoundRecord`.
+    ``state_dict()`` / ``load_state_dict()`` capture everything (server, in-flight
+    uploads, random generators, client states), so a resumed run is bit-identical.
+    """
+
+    def __init__(self, model: nn.Module, params: Params, clients: list[Client], buffer_size: int,
+                 server_lr: float, delay_spread: float, seed: int):
+        if buffer_size > len(clients):
+            raise ValueError(f"buffer_size {buffer_size} exceeds the {len(clients)} clients: the server would wait forever")
+        self.model = model
+        self.clients = clients
+        self.server = Server(params, buffer_size, server_lr)
+        self.delay_spread = delay_spread
+        seeds = np.random.SeedSequence(seed).spawn(len(clients) + 1)
+        self.delay_rng = np.random.default_rng(seeds[0])
+        self.client_rngs = [np.random.default_rng(s) for s in seeds[1:]]
+        self.clock = 0.0
+        self.in_flight: list[Update] = []
+        self.idle: set[int] = set(range(len(clients)))  # clients waiting for a new global model
+
+    @property
+    def params(self) -> Params:
+        return self.server.params
+
+    @property
+    def version(self) -> int:
+        return self.server.version
+
+    def _start_idle_clients(self) -> None:
+        for cid in sorted(self.idle):
+            result = self.clients[cid].local_update(self.model, self.server.params, self.server.version,
+                                                    self.client_rngs[cid])
+            if result is None:  # silent: stays idle and is asked again next round
+                continue
+            delta, poisoned = result
+            arrival = self.clock + 1.0 + self.delay_rng.exponential(self.delay_spread)
+            heapq.heappush(self.in_flight, Update(arrival, cid, self.server.version, delta, poisoned))
+            self.idle.discard(cid)
+
+    def step(self) -> RoundRecord:
+        """Run the simulation until the next aggregation; return its record."""
+        self._start_idle_clients()
+        while True:
+            if not self.in_flight:
+                raise RuntimeError("no client is training: every client is silent, so no round can complete")
+            update = heapq.heappop(self.in_flight)
+            self.clock = update.arrival
+            record = self.server.receive(update, self.clock)
+            if record is not None:
+                self.idle.update(record.clients)
+                return record
+
+    def state_dict(self) -> dict:
+        return {
+            "params": self.server.params,
+            "version": self.server.version,
+            "buffer": self.server.buffer,
+            "clock": self.clock,
+            "in_flight": self.in_flight,
+            "idle": sorted(self.idle),
+            "delay_rng": self.delay_rng.bit_generator.state,
+            "client_rngs": [r.bit_generator.state for r in self.client_rngs],
+            "clients": [getattr(c, "state_dict", dict)() for c in self.clients],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        state = copy.deepcopy(state)
+        self.server.params = state["params"]
+        self.server.version = state["version"]
+        self.server.buffer = state["buffer"]
+        self.clock = state["clock"]
+        self.in_flight = state["in_flight"]
+        heapq.heapify(self.in_flight)
+        self.idle = set(state["idle"])
+        self.delay_rng.bit_generator.state = state["delay_rng"]
+        for rng, s in zip(self.client_rngs, state["client_rngs"]):
+            rng.bit_generator.state = s
+        for client, s in zip(self.clients, state["clients"]):
+            if hasattr(client, "load_state_dict"):
+                client.load_state_dict(s)
+
+
+@dataclass
+class BenignClient:
+    """Runs local meta-training on episodes from ``draw`` and uploads the delta."""
+
+    draw: Callable[[np.random.Generator], object]
+    meta_cfg: object
+
+    def local_update(self, model, params, version, rng):
+        from .meta import local_meta_train
+
+        local = local_meta_train(model, params, self.draw, self.meta_cfg, self.meta_cfg.local_iterations, rng)
+        return {k: local[k] - params[k] for k in params}, False

@@ -1,0 +1,58 @@
+"""The standard 4-block convolutional few-shot network (Vinyals et al.; Finn et al.)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class EpisodeBatchNorm(nn.BatchNorm2d):
+    """Batch norm whose eval-mode statistics are those of the last train-mode batch.
+
+    Train mode normalises with the batch's own statistics (as usual in
+    meta-learning) and stores them. Eval mode normalises with the stored ones.
+    At meta-test the support set is passed in train mode, then queries in eval
+    mode, so each query is classified on its own (non-transductive): a query's
+    prediction never depends on the other queries in its batch.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__(channels, momentum=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            with torch.no_grad():
+                self.running_mean.copy_(x.mean((0, 2, 3)))
+                self.running_var.copy_(x.var((0, 2, 3), unbiased=False))
+            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+def conv_block(in_channels: int, filters: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, filters, 3, padding=1),
+        EpisodeBatchNorm(filters),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
+
+
+class ConvNet(nn.Module):
+    """4 x [conv 3x3, batch norm, ReLU, 2x2 max-pool] feature extractor + linear N-way head.
+
+    Input ``[B, channels, S, S]`` float in [0, 1]; ``forward(x, features_only=True)`` -> ``[B, D]`` with
+    ``D = filters * (S // 16)**2`` (64 for Omniglot 28x28, 800 for mini-ImageNet 84x84
+    with 32 filters); ``forward`` -> logits ``[B, ways]``.
+    """
+
+    def __init__(self, in_channels: int = 1, filters: int = 64, ways: int = 5, image_size: int = 28):
+        super().__init__()
+        self.encoder = nn.Sequential(
+            conv_block(in_channels, filters), *(conv_block(filters, filters) for _ in range(3)), nn.Flatten()
+        )
+        self.feature_dim = filters * (image_size // 16) ** 2
+        self.head = nn.Linear(self.feature_dim, ways)
+
+    def forward(self, x: torch.Tensor, features_only: bool = False) -> torch.Tensor:
+        z = self.encoder(x)
+        return z if features_only else self.head(z)

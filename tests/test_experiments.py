@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import torch
+
+from fmlbd import experiments
+from fmlbd.config import load_config
+from fmlbd.federated import Federation
+
+
+def smoke(omniglot_root, tmp_path, **overrides):
+    return load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path), **overrides})
+
+
+def test_pretrain_is_cached(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path)
+    first = experiments.pretrain(cfg, progress=False)
+    assert first.state["version"] == cfg.federation.rounds and first.minutes > 0
+    assert list(first.log["round"]) == [2, 4] and set(first.log["metric"]) == {"main_task_acc"}
+    again = experiments.pretrain(cfg, progress=False)
+    assert again.minutes == 0.0 and again.path == first.path
+    for k, v in first.params.items():
+        assert torch.equal(v, again.params[k])
+
+
+def test_interrupted_pretrain_resumes_to_the_same_model(omniglot_root, tmp_path, monkeypatch):
+    reference = experiments.pretrain(smoke(omniglot_root, tmp_path / "ref"), progress=False)
+
+    cfg = smoke(omniglot_root, tmp_path / "resumed")
+    real_step = Federation.step
+
+    def crash_at_round_3(self):
+        if self.server.version == 2:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Federation, "step", crash_at_round_3)
+    with pytest.raises(KeyboardInterrupt):
+        experiments.pretrain(cfg, progress=False)
+    path = next((tmp_path / "resumed" / "cache").iterdir())
+    assert (path / "checkpoint.pt").is_file() and not (path / "final.pt").exists()
+    assert torch.load(path / "checkpoint.pt", weights_only=False)["state"]["version"] == 2
+
+    monkeypatch.setattr(Federation, "step", real_step)
+    resumed = experiments.pretrain(cfg, progress=False)
+    assert resumed.state["version"] == 4 and not (path / "checkpoint.pt").exists()
+    for k, v in reference.params.items():
+        assert torch.equal(v, resumed.params[k]), k
+    assert list(resumed.log["value"]) == list(reference.log["value"])
+
+
+def test_same_seed_same_accuracies_different_seed_differs(omniglot_root, tmp_path):
+    accs = []
+    for run, seed in enumerate((0, 0, 1)):
+        cfg = smoke(omniglot_root, tmp_path / f"run{run}", seed=seed)
+        trained = experiments.pretrain(cfg, progress=False)
+        accs.append(experiments.main_task_accuracies(cfg, trained.model, trained.params, trained.scenario))
+    assert np.array_equal(accs[0], accs[1])
+    assert not np.array_equal(accs[0], accs[2])
+
+
+def test_main_task_table_reports_mean_and_ci(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path)
+    table = experiments.main_task_table(cfg, experiments.pretrain(cfg, progress=False), shots=(1, 5))
+    assert list(table["shots"]) == [1, 5] and (table["episodes"] == cfg.eval.episodes).all()
+    assert ((table["value"] >= 0) & (table["value"] <= 1)).all() and (table["ci95"] >= 0).all()
+
+
+def test_eval_ways_larger_than_head_is_rejected(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path, **{"eval.ways": 6})
+    with pytest.raises(ValueError, match="eval.ways=6 exceeds meta.ways=5"):
+        experiments.build_model(cfg, experiments.build_scenario(cfg))
