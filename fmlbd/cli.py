@@ -56,6 +56,41 @@ def cmd_train(args) -> int:
     return 0
 
 
+EXPERIMENTS = ("one-shot", "dampening", "finetune")
+
+
+def cmd_attack(args) -> int:
+    """Run the attack experiments, save their tidy tables and figures, print the headline numbers."""
+    from . import experiments, plots
+    from .results import save_table
+
+    cfg = _config(args)
+    out = Path(cfg.results_dir) / cfg.profile
+    chance = 1 / cfg.eval.ways
+    chosen = EXPERIMENTS if "all" in args.experiment else args.experiment
+    for name in chosen:
+        start = time.perf_counter()
+        if name == "one-shot":
+            table = experiments.one_shot_attack(cfg, args.cases, not args.no_progress)
+            plots.before_after_bars(table, "Global model right before and after the one-shot attack",
+                                    out / "figures" / "one_shot_attack")
+        elif name == "dampening":
+            table = experiments.dampening(cfg, args.cases, not args.no_progress)
+            plots.curves_by_case(table, "round", "benign rounds after the attack",
+                                 "Federated dampening of a one-shot backdoor", out / "figures" / "dampening", chance)
+        else:
+            table = experiments.finetune_failure(cfg, args.cases, not args.no_progress)
+            plots.curves_by_case(table, "step", "fine-tuning steps on one episode",
+                                 "Fine-tuning a poisoned local model", out / "figures" / "finetune_failure", chance,
+                                 markevery=50)
+        minutes = (time.perf_counter() - start) / 60
+        save_table(table, out / f"{name}-seed{cfg.seed}.csv", cfg.to_dict(), minutes=minutes)
+        print(f"== {name} ({minutes:.2f} min, incl. any training not yet cached)")
+        x = {"one-shot": "phase", "dampening": "round", "finetune": "step"}[name]
+        print(table.pivot_table(index=["case", x], columns="metric", values="value").round(3).to_string())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fmlbd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("train", help="benign federated meta-training + main-task accuracy"))
     p.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     p.set_defaults(func=cmd_train)
+    p = with_config(sub.add_parser("attack", help="backdoor attack experiments (tables + figures)"))
+    p.add_argument("--experiment", nargs="+", default=["all"], choices=("all",) + EXPERIMENTS)
+    p.add_argument("--cases", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
+    p.set_defaults(func=cmd_attack)
     p = sub.add_parser("download", help="download and MD5-verify a dataset")
     p.add_argument("dataset", choices=["omniglot"])
     p.add_argument("--source", default="minimal", choices=sorted(OMNIGLOT_SOURCES))

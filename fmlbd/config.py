@@ -12,7 +12,7 @@ import hashlib
 import json
 import typing
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 
 class ConfigError(ValueError):
@@ -41,12 +41,14 @@ class MetaConfig:
     ways: int = 5                               #: N of the N-way training episodes
     shots: int = 5                              #: support images per class in a training episode
     queries: int = 5                            #: query images per class in a training episode
-    inner_optimizer: str = "adam"               #: "adam" (beta1 = 0, as in Reptile) or "sgd"
+    zero_head: bool = True                      #: head starts every inner loop at zero (Kao et al. 2022)
+    inner_optimizer: str = "sgd"                #: "sgd" or "adam" (beta1 = 0, as in Reptile)
     inner_steps: int = 5                        #: optimiser steps of the inner loop
-    inner_lr: float = 0.001                     #: inner-loop learning rate
+    inner_lr: float = 0.1                       #: inner-loop learning rate
+    inner_head_lr: Optional[float] = None       #: head learning rate in the inner loop (None = inner_lr)
     inner_batch: int = 10                       #: images per inner step (0 = whole episode)
     meta_lr: float = 1.0                        #: client-side outer step size (Reptile epsilon / FOMAML beta)
-    local_iterations: int = 10                  #: meta-steps per client update
+    local_iterations: int = 1                   #: meta-steps per client update
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,9 @@ class FederationConfig:
     clients: int = 4                            #: clients; client 0 is the adversary
     buffer_size: int = 3                        #: the server aggregates when this many updates arrived
     server_lr: float = 1.0                      #: global step = server_lr * mean(deltas)
-    rounds: int = 100                           #: benign (pre-attack) aggregation rounds
+    rounds: int = 1500                          #: benign (pre-attack) aggregation rounds
     delay_spread: float = 0.5                   #: client time per update = 1 + Exp(delay_spread)
-    checkpoint_every: int = 10                  #: rounds between training checkpoints
+    checkpoint_every: int = 100                 #: rounds between training checkpoints
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,10 @@ class EvalConfig:
     shots: int = 1                              #: K of meta-test episodes
     queries: int = 5                            #: query images per class
     episodes: int = 200                         #: episodes per accuracy estimate
-    log_every: int = 50                         #: rounds between main-task accuracy logs during training
+    log_every: int = 250                        #: rounds between main-task accuracy logs during training
     log_episodes: int = 20                      #: episodes per logged accuracy (a cheap, noisier estimate)
     finetune_steps: int = 10                    #: SGD steps on the support set before predicting
-    finetune_lr: float = 0.5                    #: fine-tuning learning rate
+    finetune_lr: float = 0.1                    #: fine-tuning learning rate (= meta.inner_lr works best)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,21 @@ class AttackConfig:
     case: str = "a"                             #: evaluation case "a", "b" or "c" (PROTOCOL.md)
     backdoor_classes: int = 3                   #: characters whose keyed images should become the target
     attack_train_images: int = 10               #: keyed images per backdoor class the adversary trains on (rest: validation)
+    key_pattern: str = "dots"                   #: "dots" (4-dot "::") or "patch" (solid square)
+    key_row: int = -8                           #: key top-left row (negative: from the bottom)
+    key_col: int = -8                           #: key top-left column (negative: from the right)
+    key_size: int = 2                           #: dot / patch side in pixels
+    key_gap: int = 2                            #: pixels between dots
+    key_value: float = 1.0                      #: key intensity in [0, 1] (1 = ink on Omniglot)
+    poison_per_episode: int = 5                 #: keyed images labelled target added to support and to query
+    attack_iterations: int = 50                 #: meta-steps of the adversary's poisoned local training
+    boost: Optional[float] = None               #: update multiplier; None = federation.buffer_size
+    after_attack: str = "benign"                #: adversary after its one shot: "benign" or "silent"
+    dampening_rounds: int = 100                 #: benign rounds after the attack (federated dampening)
+    curve_every: int = 10                       #: rounds between dampening evaluations
+    curve_episodes: int = 30                    #: episodes per point of the dampening / fine-tuning curves
+    finetune_max_steps: int = 500               #: fine-tuning failure: steps on one episode
+    finetune_trials: int = 5                    #: fine-tuning failure: episodes averaged
 
 
 @dataclass(frozen=True)
@@ -107,17 +124,20 @@ PROFILES: dict[str, ExperimentConfig] = {
     "paper": ExperimentConfig(
         profile="paper",
         data=DataConfig(source="full", test_alphabets=()),
-        federation=FederationConfig(rounds=2000),
-        eval=EvalConfig(episodes=600, finetune_steps=50, finetune_lr=0.1),
+        meta=MetaConfig(local_iterations=5),
+        federation=FederationConfig(rounds=10000, checkpoint_every=500),
+        eval=EvalConfig(episodes=600, finetune_steps=50, log_every=500),
     ),
     # Seconds: for unit tests and smoke runs only; numbers are meaningless.
     "smoke": ExperimentConfig(
         profile="smoke",
         data=DataConfig(rotations=1),
         model=ModelConfig(filters=8),
-        meta=MetaConfig(local_iterations=2, inner_steps=2),
+        meta=MetaConfig(local_iterations=2, inner_steps=2, inner_batch=0),
         federation=FederationConfig(rounds=4, checkpoint_every=1),
         eval=EvalConfig(episodes=4, finetune_steps=2, log_every=2, log_episodes=2),
+        attack=AttackConfig(attack_iterations=2, dampening_rounds=3, curve_every=2, curve_episodes=2,
+                            finetune_max_steps=3, finetune_trials=2),
     ),
 }
 

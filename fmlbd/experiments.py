@@ -14,14 +14,17 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .backdoor import AttackSets, BackdoorKey, make_attack_sets, poisoned_episode
 from .config import ExperimentConfig
 from .data import ClassPool, load_mini_imagenet, load_omniglot, omniglot_evaluation_alphabets
 from .episodes import sample_episode
-from .federated import BenignClient, Federation
-from .meta import Params, get_params
-from .metrics import episode_accuracies, evaluation_episodes, mean_ci95
+from .federated import BenignClient, Federation, MaliciousClient
+from .meta import Params, finetune, get_params, support_buffers, zero_head
+from .metrics import (BACKDOOR_METRICS, accuracy, backdoor_episodes, backdoor_scores, episode_accuracies,
+                      evaluation_episodes, mean_ci95, score_backdoor_episode)
+from .meta import predict
 from .models import ConvNet
-from .results import atomic_torch_save, key_of, write_json
+from .results import atomic_torch_save, key_of, load_table, save_table, write_json
 from .splits import Scenario, make_scenario
 
 
@@ -52,6 +55,12 @@ def build_model(cfg: ExperimentConfig, scenario: Scenario) -> ConvNet:
     images = scenario.pool.images
     torch.manual_seed(cfg.seed)
     return ConvNet(images.shape[2], cfg.model.filters, cfg.meta.ways, images.shape[-1])
+
+
+def initial_params(cfg: ExperimentConfig, model: ConvNet) -> Params:
+    """The model's initial weights (head zeroed when ``meta.zero_head``)."""
+    params = get_params(model)
+    return zero_head(params) if cfg.meta.zero_head else params
 
 
 def episode_drawer(cfg: ExperimentConfig, scenario: Scenario, classes):
@@ -118,7 +127,7 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
         saved = torch.load(final, weights_only=False)
         return Trained(model, scenario, saved["state"], pd.DataFrame(saved["log"]), path, 0.0)
 
-    federation = make_federation(cfg, model, get_params(model), benign_clients(cfg, scenario))
+    federation = make_federation(cfg, model, initial_params(cfg, model), benign_clients(cfg, scenario))
     rows: list[dict] = []
     elapsed = 0.0
     if checkpoint.is_file():
@@ -159,3 +168,203 @@ def main_task_table(cfg: ExperimentConfig, trained: Trained, shots: tuple[int, .
         rows.append({"ways": cfg.eval.ways, "shots": k, "episodes": len(accs), "metric": "main_task_acc",
                      "value": mean, "ci95": half})
     return pd.DataFrame(rows)
+
+
+# --- attack experiments ---------------------------------------------------------------------------
+
+METRICS = ("main_task_acc",) + BACKDOOR_METRICS
+
+
+def backdoor_key(cfg: ExperimentConfig) -> BackdoorKey:
+    a = cfg.attack
+    return BackdoorKey(a.key_pattern, a.key_row, a.key_col, a.key_size, a.key_gap, a.key_value)
+
+
+def attack_sets(cfg: ExperimentConfig, scenario: Scenario) -> AttackSets:
+    return make_attack_sets(scenario.pool, scenario.backdoor_classes, backdoor_key(cfg), cfg.attack.attack_train_images)
+
+
+def attack_metrics(cfg: ExperimentConfig, model, params: Params, scenario: Scenario, case: str,
+                   episodes: int | None = None) -> dict[str, float]:
+    """The four metrics of PROTOCOL.md for ``params`` (means over ``episodes`` episodes each)."""
+    e, n = cfg.eval, episodes or cfg.eval.episodes
+    out = {"main_task_acc": float(main_task_accuracies(cfg, model, params, scenario, episodes=n).mean())}
+    eps = backdoor_episodes(scenario.pool, scenario.test_classes, scenario.target_class, scenario.backdoor_classes,
+                            case, e.ways, e.shots, e.queries, n, cfg.seed)
+    scores = backdoor_scores(model, params, eps, attack_sets(cfg, scenario), scenario.target_class, case,
+                             e.finetune_steps, e.finetune_lr)
+    return out | {m: float(v.mean()) for m, v in scores.items()}
+
+
+@dataclass
+class Attacked:
+    """The federation right before and right after the round that aggregated the poisoned update."""
+
+    trained: Trained
+    before: Params        # global model before that round
+    state: dict           # Federation.state_dict() right after it
+    round: int            # the attack round (global version after aggregating the poisoned update)
+    path: Path
+
+    @property
+    def after(self) -> Params:
+        return self.state["params"]
+
+
+def attack_clients(cfg: ExperimentConfig, scenario: Scenario, attack_version: int) -> list:
+    """Benign clients with client 0 replaced by the one-shot adversary."""
+    a, m = cfg.attack, cfg.meta
+    clients = benign_clients(cfg, scenario)
+    sets = attack_sets(cfg, scenario)
+    own = list(scenario.client_classes[0])
+
+    def draw(rng):
+        return poisoned_episode(scenario.pool, own, scenario.target_class, m.ways, m.shots, m.queries,
+                                a.poison_per_episode, sets, rng)
+
+    boost = a.boost if a.boost is not None else float(cfg.federation.buffer_size)
+    clients[0] = MaliciousClient(clients[0], draw, m, a.attack_iterations, boost, attack_version, a.after_attack)
+    return clients
+
+
+def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True) -> Attacked:
+    """Pre-train (cached), then let the adversary attack once; cached like :func:`pretrain`.
+
+    The adversary's next local training that starts from a global model of version
+    >= ``federation.rounds`` is poisoned and boosted. Cases (a) and (c) share it.
+    """
+    case = case or cfg.attack.case
+    trained = pretrain(cfg, case, progress)
+    d = cfg.to_dict()
+    key = key_of({"pretrain": trained.path.name, "attack": {k: v for k, v in d["attack"].items()
+                                                             if k not in ("case",) and not k.startswith(("dampening",
+                                                             "curve", "finetune"))}})
+    path = Path(cfg.results_dir) / "cache" / f"attack-{key}"
+    if (path / "attacked.pt").is_file():
+        saved = torch.load(path / "attacked.pt", weights_only=False)
+        return Attacked(trained, saved["before"], saved["state"], saved["round"], path)
+    federation = make_federation(cfg, trained.model, trained.params,
+                                 attack_clients(cfg, trained.scenario, cfg.federation.rounds))
+    federation.load_state_dict(trained.state)
+    while True:
+        before = {k: v.clone() for k, v in federation.params.items()}
+        record = federation.step()
+        if record.poisoned:
+            break
+    attacked = Attacked(trained, before, federation.state_dict(), record.round, path)
+    atomic_torch_save({"before": before, "state": attacked.state, "round": record.round}, path / "attacked.pt")
+    write_json({"config": d, "attack_round": record.round, "clients": record.clients,
+                "staleness": record.staleness}, path / "config.json")
+    return attacked
+
+
+def cached_table(cfg: ExperimentConfig, name: str, key: dict, compute) -> pd.DataFrame:
+    """Load table ``name`` saved for ``key``, or compute and save it (with config and seed)."""
+    path = Path(cfg.results_dir) / "cache" / "tables" / f"{name}-{key_of(key)}.csv"
+    if path.is_file():
+        return load_table(path)[0]
+    table = compute()
+    save_table(table, path, cfg.to_dict(), key=key)
+    return table
+
+
+def _rows(case: str, x_name: str, x, metrics: dict[str, float]) -> list[dict]:
+    return [{"case": case, x_name: x, "metric": m, "value": metrics[m]} for m in METRICS]
+
+
+def one_shot_attack(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = True) -> pd.DataFrame:
+    """Experiment 1: the four metrics right before and right after the attack round.
+
+    Tidy rows: case, phase ("before"/"after"), attack_round, metric, value.
+    """
+    rows = []
+    for case in cases:
+        att = attack(cfg, case, progress)
+
+        def compute():
+            out = []
+            for phase, params in (("before", att.before), ("after", att.after)):
+                metrics = attack_metrics(cfg, att.trained.model, params, att.trained.scenario, case)
+                out += [r | {"attack_round": att.round} for r in _rows(case, "phase", phase, metrics)]
+            return pd.DataFrame(out)
+
+        rows.append(cached_table(cfg, "one-shot", {"attack": att.path.name, "case": case, "eval": cfg.to_dict()["eval"]},
+                                 compute))
+    return pd.concat(rows, ignore_index=True)
+
+
+def dampening(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = True) -> pd.DataFrame:
+    """Experiment 2: the four metrics after each ``attack.curve_every`` rounds of benign
+    federated training following the attack, for ``attack.dampening_rounds`` rounds.
+
+    Tidy rows: case, round (rounds since the attack round; 0 = right after it), metric, value.
+    """
+    a = cfg.attack
+    tables = []
+    for case in cases:
+        att = attack(cfg, case, progress)
+
+        def compute():
+            scenario = att.trained.scenario
+            federation = make_federation(cfg, att.trained.model, att.after, attack_clients(cfg, scenario, 0))
+            federation.load_state_dict(att.state)
+            out = _rows(case, "round", 0, attack_metrics(cfg, att.trained.model, att.after, scenario, case,
+                                                         a.curve_episodes))
+            for r in tqdm(range(1, a.dampening_rounds + 1), desc=f"dampening case ({case})", disable=not progress):
+                federation.step()
+                if r % a.curve_every == 0 or r == a.dampening_rounds:
+                    metrics = attack_metrics(cfg, att.trained.model, federation.params, scenario, case, a.curve_episodes)
+                    out += _rows(case, "round", r, metrics)
+            return pd.DataFrame(out)
+
+        key = {"attack": att.path.name, "case": case, "eval": cfg.to_dict()["eval"],
+               "curve": [a.dampening_rounds, a.curve_every, a.curve_episodes, a.after_attack]}
+        tables.append(cached_table(cfg, "dampening", key, compute))
+    return pd.concat(tables, ignore_index=True)
+
+
+def finetune_failure(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = True) -> pd.DataFrame:
+    """Experiment 3: the poisoned global model (right after the attack), fine-tuned on one
+    episode for ``attack.finetune_max_steps`` steps; the metrics after every step, averaged
+    over ``attack.finetune_trials`` episodes. Main-task accuracy follows a benign meta-test
+    episode fine-tuned the same way.
+
+    Tidy rows: case, step (0 = before fine-tuning), metric, value.
+    """
+    a, e = cfg.attack, cfg.eval
+    tables = []
+    for case in cases:
+        att = attack(cfg, case, progress)
+
+        def compute():
+            model, scenario, params = att.trained.model, att.trained.scenario, att.after
+            sets = attack_sets(cfg, scenario)
+            bd_eps = backdoor_episodes(scenario.pool, scenario.test_classes, scenario.target_class,
+                                       scenario.backdoor_classes, case, e.ways, e.shots, e.queries, a.finetune_trials,
+                                       cfg.seed)
+            main_eps = evaluation_episodes(scenario.pool, scenario.test_classes, e.ways, e.shots, e.queries,
+                                           a.finetune_trials, cfg.seed)
+            sums = np.zeros((a.finetune_max_steps + 1, len(METRICS)))
+            for bd, main in tqdm(list(zip(bd_eps, main_eps)), desc=f"fine-tuning case ({case})", disable=not progress):
+                def on_bd(step, p, bd=bd):
+                    s = score_backdoor_episode(model, p, support_buffers(model, p, bd.support_x), bd, sets,
+                                               scenario.target_class, case)
+                    sums[step, 1:] += [s[m] for m in BACKDOOR_METRICS]
+
+                def on_main(step, p, main=main):
+                    pred = predict(model, p, support_buffers(model, p, main.support_x), main.query_x)
+                    sums[step, 0] += accuracy(pred, main.query_y)
+
+                on_bd(0, params)
+                on_main(0, params)
+                finetune(model, params, bd.support_x, bd.support_y, a.finetune_max_steps, e.finetune_lr, on_step=on_bd)
+                finetune(model, params, main.support_x, main.support_y, a.finetune_max_steps, e.finetune_lr,
+                         on_step=on_main)
+            means = sums / a.finetune_trials
+            return pd.DataFrame([{"case": case, "step": step, "metric": m, "value": means[step, j]}
+                                 for step in range(a.finetune_max_steps + 1) for j, m in enumerate(METRICS)])
+
+        key = {"attack": att.path.name, "case": case, "eval": cfg.to_dict()["eval"],
+               "finetune": [a.finetune_max_steps, a.finetune_trials]}
+        tables.append(cached_table(cfg, "finetune", key, compute))
+    return pd.concat(tables, ignore_index=True)

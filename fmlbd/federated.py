@@ -181,3 +181,40 @@ class BenignClient:
 
         local = local_meta_train(model, params, self.draw, self.meta_cfg, self.meta_cfg.local_iterations, rng)
         return {k: local[k] - params[k] for k in params}, False
+
+
+@dataclass
+class MaliciousClient:
+    """Client 0: benign until the global version reaches ``attack_version``; then one
+    poisoned local training on episodes from ``poison_draw`` whose delta is multiplied
+    by ``boost``; afterwards benign again or silent (``after``)."""
+
+    benign: BenignClient
+    poison_draw: Callable[[np.random.Generator], object]
+    meta_cfg: object
+    attack_iterations: int
+    boost: float
+    attack_version: int
+    after: str = "benign"
+    attacked: bool = False
+
+    def __post_init__(self):
+        if self.after not in ("benign", "silent"):
+            raise ValueError(f"after_attack must be 'benign' or 'silent', not {self.after!r}")
+
+    def local_update(self, model, params, version, rng):
+        from .meta import local_meta_train
+
+        if self.attacked and self.after == "silent":
+            return None
+        if self.attacked or version < self.attack_version:
+            return self.benign.local_update(model, params, version, rng)
+        local = local_meta_train(model, params, self.poison_draw, self.meta_cfg, self.attack_iterations, rng)
+        self.attacked = True
+        return {k: self.boost * (local[k] - params[k]) for k in params}, True
+
+    def state_dict(self):
+        return {"attacked": self.attacked}
+
+    def load_state_dict(self, state):
+        self.attacked = state.get("attacked", False)  # a benign client's state has no such key

@@ -45,11 +45,14 @@ ADAM_BETA2, ADAM_EPS = 0.999, 1e-8
 
 def inner_loop(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float,
                batch_size: int = 0, rng: np.random.Generator | None = None, optimizer: str = "sgd",
-               on_step: Callable[[int, Params], None] | None = None) -> Params:
+               head_lr: float | None = None, on_step: Callable[[int, Params], None] | None = None) -> Params:
     """``steps`` optimiser steps of cross-entropy on ``(x, y)`` from ``params`` (first order).
 
     optimizer: "sgd" (plain) or "adam" (fresh state, beta1 = 0 as in Reptile: an
     RMS-normalised step of size ~``lr`` per parameter).
+    head_lr: learning rate of the linear head ("head.*" params), ``lr`` if None. Labels are
+    shuffled in every episode, so the head must be re-fitted within the inner loop; a larger
+    head rate lets it do so in a few steps.
     batch_size 0 uses the whole set each step; otherwise a random minibatch from ``rng``.
     ``on_step(step, params)`` is called after each step (step counts from 1).
     Returns new detached params; the input dict is not modified.
@@ -59,6 +62,7 @@ def inner_loop(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tenso
     buffers = fresh_buffers(model)
     params = {k: v.detach() for k, v in params.items()}
     second_moment = {k: torch.zeros_like(v) for k, v in params.items()} if optimizer == "adam" else {}
+    rates = {k: head_lr if head_lr is not None and k.startswith("head.") else lr for k in params}
     for step in range(1, steps + 1):
         xb, yb = x, y
         if 0 < batch_size < len(x):
@@ -72,10 +76,15 @@ def inner_loop(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tenso
             for (k, v), g in zip(live.items(), grads):
                 second_moment[k].mul_(ADAM_BETA2).addcmul_(g, g, value=1 - ADAM_BETA2)
             grads = [g / ((second_moment[k] / correction).sqrt() + ADAM_EPS) for k, g in zip(live, grads)]
-        params = {k: (v - lr * g).detach() for (k, v), g in zip(live.items(), grads)}
+        params = {k: (v - rates[k] * g).detach() for (k, v), g in zip(live.items(), grads)}
         if on_step is not None:
             on_step(step, params)
     return params
+
+
+def zero_head(params: Params) -> Params:
+    """``params`` with the linear head ("head.*") set to zero."""
+    return {k: torch.zeros_like(v) if k.startswith("head.") else v for k, v in params.items()}
 
 
 def meta_step(model: nn.Module, params: Params, episode: Episode, cfg, rng: np.random.Generator) -> Params:
@@ -84,20 +93,28 @@ def meta_step(model: nn.Module, params: Params, episode: Episode, cfg, rng: np.r
     Reptile: ``params + meta_lr * (adapted - params)`` where ``adapted`` is the result of
     ``inner_steps`` SGD steps on support and query images together.
     FOMAML: adapt on the support set, then ``params - meta_lr * grad(query loss at adapted)``.
+    cfg.zero_head: the head starts every inner loop at zero and stays zero (the "zeroing
+    trick" of Kao et al. 2022): labels are shuffled per episode, so a learned head
+    initialisation carries no class information, and from zero the first step builds a
+    prototype-like classifier from the support features.
     """
+    if cfg.zero_head:
+        params = zero_head(params)
     if cfg.algorithm == "reptile":
         x = torch.cat([episode.support_x, episode.query_x])
         y = torch.cat([episode.support_y, episode.query_y])
         adapted = inner_loop(model, params, x, y, cfg.inner_steps, cfg.inner_lr, cfg.inner_batch, rng,
-                             cfg.inner_optimizer)
-        return {k: v + cfg.meta_lr * (adapted[k] - v) for k, v in params.items()}
+                             cfg.inner_optimizer, cfg.inner_head_lr)
+        new = {k: v + cfg.meta_lr * (adapted[k] - v) for k, v in params.items()}
+        return zero_head(new) if cfg.zero_head else new
     if cfg.algorithm == "fomaml":
         adapted = inner_loop(model, params, episode.support_x, episode.support_y, cfg.inner_steps, cfg.inner_lr,
-                             cfg.inner_batch, rng, cfg.inner_optimizer)
+                             cfg.inner_batch, rng, cfg.inner_optimizer, cfg.inner_head_lr)
         live = {k: v.requires_grad_() for k, v in adapted.items()}
         loss = F.cross_entropy(call(model, live, fresh_buffers(model), episode.query_x, train=True), episode.query_y)
         grads = torch.autograd.grad(loss, list(live.values()))
-        return {k: v - cfg.meta_lr * g for (k, v), g in zip(params.items(), grads)}
+        new = {k: v - cfg.meta_lr * g for (k, v), g in zip(params.items(), grads)}
+        return zero_head(new) if cfg.zero_head else new
     raise ValueError(f"unknown meta-learning algorithm {cfg.algorithm!r}; use 'reptile' or 'fomaml'")
 
 

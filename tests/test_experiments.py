@@ -69,3 +69,26 @@ def test_eval_ways_larger_than_head_is_rejected(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path, **{"eval.ways": 6})
     with pytest.raises(ValueError, match="eval.ways=6 exceeds meta.ways=5"):
         experiments.build_model(cfg, experiments.build_scenario(cfg))
+
+
+def test_attack_experiments_produce_tidy_tables(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path)
+    att = experiments.attack(cfg, "a", progress=False)
+    assert att.round > cfg.federation.rounds and att.state["version"] == att.round
+    assert att.state["clients"][0] == {"attacked": True}
+    assert any(not torch.equal(att.before[k], att.after[k]) for k in att.before)
+    assert experiments.attack(cfg, "c", progress=False).path == att.path  # cases (a) and (c) share the attack
+
+    one = experiments.one_shot_attack(cfg, ("a", "b"), progress=False)
+    assert len(one) == 2 * 2 * 4 and set(one["phase"]) == {"before", "after"}
+    assert set(one["metric"]) == set(experiments.METRICS)
+    assert one["value"].between(0, 1).all()
+
+    damp = experiments.dampening(cfg, ("b",), progress=False)
+    assert sorted(set(damp["round"])) == [0, 2, 3]
+
+    ft = experiments.finetune_failure(cfg, ("c",), progress=False)
+    assert sorted(set(ft["step"])) == [0, 1, 2, 3] and len(ft) == 4 * 4
+    # tables are cached: a second call reads them back
+    cached = experiments.finetune_failure(cfg, ("c",), progress=False)
+    assert np.allclose(cached["value"], ft["value"])

@@ -1,0 +1,89 @@
+"""Figures drawn from the tidy result tables (never from live training), saved as PNG and SVG."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+LABELS = {
+    "main_task_acc": "Main task acc",
+    "meta_test_acc": "Meta-testing acc",
+    "backdoor_train_acc": "Backdoor acc (attack training)",
+    "backdoor_val_acc": "Backdoor acc (attack validation)",
+}
+STYLE = {
+    "main_task_acc": dict(color="tab:blue", marker="o"),
+    "meta_test_acc": dict(color="tab:green", marker="s"),
+    "backdoor_train_acc": dict(color="tab:red", marker="^"),
+    "backdoor_val_acc": dict(color="tab:orange", marker="v"),
+}
+CASE_TITLES = {
+    "a": "case (a): benign clients have backdoor classes",
+    "b": "case (b): benign clients lack backdoor classes",
+    "c": "case (c): backdoor classes in fine-tuning support",
+}
+
+
+def save(fig: plt.Figure, path: str | Path | None) -> list[Path]:
+    """Save ``fig`` as ``<path>.png`` and ``<path>.svg`` (path without suffix); returns the files."""
+    if path is None:
+        return []
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files = [path.with_suffix(".png"), path.with_suffix(".svg")]
+    fig.savefig(files[0], dpi=120, bbox_inches="tight")
+    fig.savefig(files[1], bbox_inches="tight")
+    return files
+
+
+def curves_by_case(table: pd.DataFrame, x: str, xlabel: str, title: str, path=None, chance: float | None = None,
+                   metrics: Sequence[str] | None = None, markevery: int | None = None) -> plt.Figure:
+    """One panel per case, one line per metric: ``value`` against ``x`` from a tidy table."""
+    cases = sorted(table["case"].unique())
+    metrics = metrics or [m for m in LABELS if m in set(table["metric"])]
+    fig, axes = plt.subplots(1, len(cases), figsize=(4.6 * len(cases), 3.6), sharey=True, squeeze=False)
+    for ax, case in zip(axes[0], cases):
+        sub = table[table["case"] == case]
+        for m in metrics:
+            line = sub[sub["metric"] == m].sort_values(x)
+            ax.plot(line[x], line["value"], label=LABELS[m], markevery=markevery, markersize=4, **STYLE[m])
+        if chance is not None:
+            ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label=f"chance (1/N = {chance:.2f})")
+        ax.set_title(CASE_TITLES.get(case, f"case ({case})"), fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (fraction)")
+    axes[0][-1].legend(fontsize=8, loc="center right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save(fig, path)
+    return fig
+
+
+def before_after_bars(table: pd.DataFrame, title: str, path=None, phase_col: str = "phase") -> plt.Figure:
+    """Grouped bars of each metric per phase (e.g. before / after the attack), one panel per case."""
+    cases = sorted(table["case"].unique())
+    phases = list(dict.fromkeys(table[phase_col]))
+    metrics = [m for m in LABELS if m in set(table["metric"])]
+    fig, axes = plt.subplots(1, len(cases), figsize=(4.6 * len(cases), 3.6), sharey=True, squeeze=False)
+    width = 0.8 / len(phases)
+    for ax, case in zip(axes[0], cases):
+        sub = table[table["case"] == case]
+        for j, phase in enumerate(phases):
+            vals = [sub[(sub["metric"] == m) & (sub[phase_col] == phase)]["value"].mean() for m in metrics]
+            bars = ax.bar([i + j * width for i in range(len(metrics))], vals, width, label=str(phase),
+                          color=plt.cm.Greys(0.35 + 0.5 * j / max(1, len(phases) - 1)), edgecolor="black")
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax.set_xticks([i + width * (len(phases) - 1) / 2 for i in range(len(metrics))])
+        ax.set_xticklabels([LABELS[m].replace(" (", "\n(") for m in metrics], fontsize=7)
+        ax.set_title(CASE_TITLES.get(case, f"case ({case})"), fontsize=9)
+        ax.set_ylim(0, 1.1)
+    axes[0][0].set_ylabel("accuracy (fraction)")
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save(fig, path)
+    return fig

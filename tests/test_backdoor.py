@@ -1,0 +1,123 @@
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from fmlbd.backdoor import BackdoorKey, make_attack_sets, poisoned_episode
+from fmlbd.episodes import sample_episode
+from fmlbd.federated import BenignClient, MaliciousClient
+from fmlbd.metrics import scored_rows
+from tests.test_episodes import toy_pool
+
+
+def test_dots_key_changes_exactly_the_configured_pixels():
+    key = BackdoorKey("dots", row=-8, col=-8, size=2, gap=2, value=1.0)
+    images = torch.rand(3, 1, 28, 28) * 0.5
+    keyed = key.stamp(images)
+    changed = (keyed != images).any(0)[0]
+    expected = torch.zeros(28, 28, dtype=torch.bool)
+    for r in (20, 24):
+        for c in (20, 24):
+            expected[r:r + 2, c:c + 2] = True
+    assert torch.equal(changed, expected)
+    assert torch.all(keyed[:, :, expected] == 1.0)
+    assert torch.equal(keyed[:, :, ~expected], images[:, :, ~expected])
+    assert torch.equal(images, images.clamp(0, 0.5)), "stamping must not modify its input"
+
+
+def test_patch_key_on_colour_images_and_position():
+    key = BackdoorKey("patch", row=3, col=70, size=8, value=0.25)
+    images = torch.ones(2, 3, 84, 84)
+    keyed = key.stamp(images)
+    changed = (keyed != images).any(0).any(0)
+    assert changed.sum() == 64 and changed[3:11, 70:78].all()
+    assert torch.all(keyed[:, :, 3:11, 70:78] == 0.25)
+
+
+def test_key_that_does_not_fit_is_rejected():
+    with pytest.raises(ValueError, match="does not fit"):
+        BackdoorKey("patch", row=25, col=0, size=8).mask(28, 28)
+    with pytest.raises(ValueError, match="unknown key pattern"):
+        BackdoorKey("star").mask(28, 28)
+
+
+def test_attack_sets_are_disjoint_keyed_images_of_backdoor_classes():
+    pool = toy_pool(classes=6, per_class=8, size=28)
+    key = BackdoorKey()
+    sets = make_attack_sets(pool, [1, 4], key, train_per_class=3)
+    assert len(sets.train_x) == 6 and len(sets.val_x) == 10
+    train = {tuple(s) for s in sets.train_source}
+    val = {tuple(s) for s in sets.val_source}
+    assert not train & val and {c for c, _ in train | val} == {1, 4}
+    mask = key.mask(28, 28)
+    assert torch.all(sets.train_x[:, :, mask] == 1.0)
+    # outside the key, each keyed image is its clean source image
+    c, i = sets.val_source[0]
+    assert torch.equal(sets.val_x[0][:, ~mask], pool.images[c, i].float().div(255)[:, ~mask])
+
+
+def test_poisoned_episode_always_has_target_with_keyed_images():
+    pool = toy_pool(classes=10, per_class=8, size=28)
+    sets = make_attack_sets(pool, [8, 9], BackdoorKey(), 4)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        ep = poisoned_episode(pool, list(range(6)), target=7, ways=5, shots=2, queries=2, poison=3, attack=sets, rng=rng)
+        label = ep.classes.index(7)
+        assert len(ep.support_y) == 13 and (ep.support_y == label).sum() == 5
+        assert (ep.query_y == label).sum() == 5
+        keyed = ep.support_x[-3:]
+        assert torch.all(keyed[:, :, BackdoorKey().mask(28, 28)] == 1.0)
+
+
+def test_case_c_scores_only_present_classes_not_in_support():
+    pool = toy_pool(classes=10, per_class=8, size=28)
+    sets = make_attack_sets(pool, [8, 9], BackdoorKey(), 4)
+    ep = sample_episode(pool, list(range(6)), 5, 2, 2, np.random.default_rng(0), include=[7, 8])
+    mask = scored_rows(sets.val_source, ep, "c")
+    support8 = set(ep.support_index[ep.classes.index(8)])
+    expected = [c == 8 and i not in support8 for c, i in sets.val_source]
+    assert list(mask) == expected
+    assert scored_rows(sets.val_source, ep, "a").all()
+
+
+class Recorder:
+    """An episode source that only counts how often it is drawn from."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, rng):
+        self.calls += 1
+
+
+def fake_meta(monkeypatch):
+    """Local training that draws one episode and moves every weight by +1."""
+    import fmlbd.meta as meta
+
+    def local_meta_train(model, params, draw, cfg, iterations, rng):
+        draw(rng)
+        return {k: v + 1.0 for k, v in params.items()}
+
+    monkeypatch.setattr(meta, "local_meta_train", local_meta_train)
+
+
+@pytest.mark.parametrize("after", ["benign", "silent"])
+def test_malicious_client_attacks_once_with_boost(monkeypatch, after):
+    fake_meta(monkeypatch)
+    benign_draw, poison_draw = Recorder(), Recorder()
+    cfg = types.SimpleNamespace(local_iterations=1)
+    client = MaliciousClient(BenignClient(benign_draw, cfg), poison_draw, cfg, attack_iterations=7, boost=3.0,
+                             attack_version=5, after=after)
+    params = {"w": torch.zeros(2)}
+    rng = np.random.default_rng(0)
+    delta, poisoned = client.local_update(None, params, 4, rng)
+    assert not poisoned and torch.equal(delta["w"], torch.ones(2)) and poison_draw.calls == 0
+    delta, poisoned = client.local_update(None, params, 5, rng)
+    assert poisoned and torch.equal(delta["w"], torch.full((2,), 3.0)) and poison_draw.calls == 1
+    nxt = client.local_update(None, params, 6, rng)
+    if after == "silent":
+        assert nxt is None
+    else:
+        assert nxt[1] is False and torch.equal(nxt[0]["w"], torch.ones(2))
+    assert poison_draw.calls == 1 and client.state_dict() == {"attacked": True}
