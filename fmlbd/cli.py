@@ -91,6 +91,41 @@ def cmd_attack(args) -> int:
     return 0
 
 
+def cmd_defend(args) -> int:
+    """Defense experiments: with/without defense, attention ablation, over rounds, inference cost."""
+    from . import experiments, plots
+    from .results import save_table
+
+    cfg = _config(args)
+    out = Path(cfg.results_dir) / cfg.profile
+    progress = not args.no_progress
+    start = time.perf_counter()
+    comparison = experiments.defense_comparison(cfg, args.cases, progress)
+    save_table(comparison, out / f"defense-seed{cfg.seed}.csv", cfg.to_dict())
+    after = comparison[comparison["phase"] == "after"]
+    plots.before_after_bars(after, "Right after the attack: fine-tuning vs local matching-network defense",
+                            out / "figures" / "defense_after_attack", phase_col="method")
+    print("== defense (right before / after the attack)")
+    print(comparison.pivot_table(index=["case", "phase", "method"], columns="metric", values="value").round(3)
+          .to_string())
+    ablation = experiments.attention_ablation(cfg, [c for c in args.cases if c != "c"] or args.cases, progress)
+    save_table(ablation, out / f"defense-ablation-seed{cfg.seed}.csv", cfg.to_dict())
+    print("== attention ablation (right after the attack)")
+    print(ablation.pivot_table(index=["kernel", "temperature", "case"], columns="metric", values="value").round(3)
+          .to_string())
+    rounds = experiments.dampening(cfg, args.cases, progress, defense=experiments.default_attention(cfg))
+    save_table(rounds, out / f"defense-rounds-seed{cfg.seed}.csv", cfg.to_dict())
+    plots.curves_by_case(rounds, "round", "benign rounds after the attack",
+                         "Matching-network defense after the attack", out / "figures" / "defense_rounds",
+                         1 / cfg.eval.ways)
+    cost = experiments.inference_cost(cfg, progress=progress)
+    save_table(cost, out / f"defense-cost-seed{cfg.seed}.csv", cfg.to_dict())
+    print("== inference cost per query episode")
+    print(cost.to_string(index=False))
+    print(f"defense experiments: {(time.perf_counter() - start) / 60:.2f} min")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fmlbd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", nargs="+", default=["all"], choices=("all",) + EXPERIMENTS)
     p.add_argument("--cases", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
     p.set_defaults(func=cmd_attack)
+    p = with_config(sub.add_parser("defend", help="local matching-network defense experiments"))
+    p.add_argument("--cases", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
+    p.set_defaults(func=cmd_defend)
     p = sub.add_parser("download", help="download and MD5-verify a dataset")
     p.add_argument("dataset", choices=["omniglot"])
     p.add_argument("--source", default="minimal", choices=sorted(OMNIGLOT_SOURCES))

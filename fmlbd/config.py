@@ -37,7 +37,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class MetaConfig:
-    algorithm: str = "reptile"                  #: "reptile" or "fomaml"
+    algorithm: str = "reptile"                  #: "reptile", "fomaml" or "matching" (no decision layer)
     ways: int = 5                               #: N of the N-way training episodes
     shots: int = 5                              #: support images per class in a training episode
     queries: int = 5                            #: query images per class in a training episode
@@ -49,6 +49,7 @@ class MetaConfig:
     inner_batch: int = 10                       #: images per inner step (0 = whole episode)
     meta_lr: float = 1.0                        #: client-side outer step size (Reptile epsilon / FOMAML beta)
     local_iterations: int = 1                   #: meta-steps per client update
+    matching_temperature: float = 0.1           #: softmax temperature of the "matching" objective
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,16 @@ class AttackConfig:
 
 
 @dataclass(frozen=True)
+class DefenseConfig:
+    kernel: str = "softmax"                     #: attention kernel: "softmax", "class_max" or "topk"
+    temperature: float = 0.1                    #: softmax temperature on cosine similarities
+    k: int = 3                                  #: support images attended by the "topk" kernel
+    ablation_kernels: tuple[str, ...] = ("softmax", "class_max", "topk")
+    ablation_temperatures: tuple[float, ...] = (0.01, 0.1, 1.0)
+    cost_episodes: int = 50                     #: episodes timed for the inference-cost comparison
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     profile: str = "quick"
     seed: int = 0
@@ -106,6 +117,7 @@ class ExperimentConfig:
     federation: FederationConfig = field(default_factory=FederationConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
+    defense: DefenseConfig = field(default_factory=DefenseConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -138,6 +150,8 @@ PROFILES: dict[str, ExperimentConfig] = {
         eval=EvalConfig(episodes=4, finetune_steps=2, log_every=2, log_episodes=2),
         attack=AttackConfig(attack_iterations=2, dampening_rounds=3, curve_every=2, curve_episodes=2,
                             finetune_max_steps=3, finetune_trials=2),
+        defense=DefenseConfig(ablation_kernels=("softmax", "class_max"), ablation_temperatures=(0.1,),
+                              cost_episodes=2),
     ),
 }
 

@@ -19,10 +19,10 @@ from .config import ExperimentConfig
 from .data import ClassPool, load_mini_imagenet, load_omniglot, omniglot_evaluation_alphabets
 from .episodes import sample_episode
 from .federated import BenignClient, Federation, MaliciousClient
-from .meta import Params, finetune, get_params, support_buffers, zero_head
+from .defense import Attention, MatchingNetworkDefense
+from .meta import Params, finetune, get_params, predict, support_buffers, zero_head
 from .metrics import (BACKDOOR_METRICS, accuracy, backdoor_episodes, backdoor_scores, episode_accuracies,
-                      evaluation_episodes, mean_ci95, score_backdoor_episode)
-from .meta import predict
+                      evaluation_episodes, finetuned_classifier, mean_ci95, score_backdoor_episode)
 from .models import ConvNet
 from .results import atomic_torch_save, key_of, load_table, save_table, write_json
 from .splits import Scenario, make_scenario
@@ -78,13 +78,20 @@ def make_federation(cfg: ExperimentConfig, model, params: Params, clients) -> Fe
     return Federation(model, params, clients, f.buffer_size, f.server_lr, f.delay_spread, cfg.seed)
 
 
+def adapter(cfg: ExperimentConfig, model, params: Params, defense: Attention | None = None):
+    """``adapt(episode) -> classify``: standard fine-tuning, or the local matching-network defense."""
+    if defense is None:
+        return lambda ep: finetuned_classifier(model, params, ep, cfg.eval.finetune_steps, cfg.eval.finetune_lr)
+    return lambda ep: MatchingNetworkDefense(model, params, ep.support_x, ep.support_y, defense).predict
+
+
 def main_task_accuracies(cfg: ExperimentConfig, model, params: Params, scenario: Scenario, shots: int | None = None,
-                         episodes: int | None = None) -> np.ndarray:
+                         episodes: int | None = None, defense: Attention | None = None) -> np.ndarray:
     """Per-episode main-task accuracy on meta-test classes (see :mod:`fmlbd.metrics`)."""
     e = cfg.eval
     eps = evaluation_episodes(scenario.pool, scenario.test_classes, e.ways, shots or e.shots, e.queries,
                               episodes or e.episodes, cfg.seed)
-    return episode_accuracies(model, params, eps, e.finetune_steps, e.finetune_lr)
+    return episode_accuracies(adapter(cfg, model, params, defense), eps)
 
 
 @dataclass
@@ -185,14 +192,16 @@ def attack_sets(cfg: ExperimentConfig, scenario: Scenario) -> AttackSets:
 
 
 def attack_metrics(cfg: ExperimentConfig, model, params: Params, scenario: Scenario, case: str,
-                   episodes: int | None = None) -> dict[str, float]:
-    """The four metrics of PROTOCOL.md for ``params`` (means over ``episodes`` episodes each)."""
+                   episodes: int | None = None, defense: Attention | None = None) -> dict[str, float]:
+    """The four metrics of PROTOCOL.md for ``params`` (means over ``episodes`` episodes each),
+    with standard fine-tuning or, given ``defense``, the local matching-network classifier."""
     e, n = cfg.eval, episodes or cfg.eval.episodes
-    out = {"main_task_acc": float(main_task_accuracies(cfg, model, params, scenario, episodes=n).mean())}
+    out = {"main_task_acc": float(main_task_accuracies(cfg, model, params, scenario, episodes=n,
+                                                       defense=defense).mean())}
     eps = backdoor_episodes(scenario.pool, scenario.test_classes, scenario.target_class, scenario.backdoor_classes,
                             case, e.ways, e.shots, e.queries, n, cfg.seed)
-    scores = backdoor_scores(model, params, eps, attack_sets(cfg, scenario), scenario.target_class, case,
-                             e.finetune_steps, e.finetune_lr)
+    scores = backdoor_scores(adapter(cfg, model, params, defense), eps, attack_sets(cfg, scenario),
+                             scenario.target_class, case)
     return out | {m: float(v.mean()) for m, v in scores.items()}
 
 
@@ -293,9 +302,31 @@ def one_shot_attack(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool
     return pd.concat(rows, ignore_index=True)
 
 
-def dampening(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = True) -> pd.DataFrame:
+def dampening_snapshots(cfg: ExperimentConfig, case: str, progress: bool = True) -> dict[int, Params]:
+    """Global models at rounds 0, ``curve_every``, ... ``dampening_rounds`` after the attack
+    (round 0 = right after it), from benign federated training; cached."""
+    a = cfg.attack
+    att = attack(cfg, case, progress)
+    path = att.path / f"dampening-{key_of([a.dampening_rounds, a.curve_every, a.after_attack])}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=False)
+    federation = make_federation(cfg, att.trained.model, att.after, attack_clients(cfg, att.trained.scenario, 0))
+    federation.load_state_dict(att.state)
+    snapshots = {0: att.after}
+    for r in tqdm(range(1, a.dampening_rounds + 1), desc=f"dampening case ({case})", disable=not progress):
+        federation.step()
+        if r % a.curve_every == 0 or r == a.dampening_rounds:
+            snapshots[r] = {k: v.clone() for k, v in federation.params.items()}
+    atomic_torch_save(snapshots, path)
+    return snapshots
+
+
+def dampening(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = True,
+              defense: Attention | None = None) -> pd.DataFrame:
     """Experiment 2: the four metrics after each ``attack.curve_every`` rounds of benign
-    federated training following the attack, for ``attack.dampening_rounds`` rounds.
+    federated training following the attack, for ``attack.dampening_rounds`` rounds
+    (``attack.curve_episodes`` episodes per point); with ``defense``, evaluated with the
+    local matching-network classifier instead of fine-tuning.
 
     Tidy rows: case, round (rounds since the attack round; 0 = right after it), metric, value.
     """
@@ -305,20 +336,17 @@ def dampening(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = Tru
         att = attack(cfg, case, progress)
 
         def compute():
-            scenario = att.trained.scenario
-            federation = make_federation(cfg, att.trained.model, att.after, attack_clients(cfg, scenario, 0))
-            federation.load_state_dict(att.state)
-            out = _rows(case, "round", 0, attack_metrics(cfg, att.trained.model, att.after, scenario, case,
-                                                         a.curve_episodes))
-            for r in tqdm(range(1, a.dampening_rounds + 1), desc=f"dampening case ({case})", disable=not progress):
-                federation.step()
-                if r % a.curve_every == 0 or r == a.dampening_rounds:
-                    metrics = attack_metrics(cfg, att.trained.model, federation.params, scenario, case, a.curve_episodes)
-                    out += _rows(case, "round", r, metrics)
+            snapshots = dampening_snapshots(cfg, case, progress)
+            out = []
+            for r, params in snapshots.items():
+                out += _rows(case, "round", r, attack_metrics(cfg, att.trained.model, params, att.trained.scenario,
+                                                              case, a.curve_episodes, defense))
             return pd.DataFrame(out)
 
         key = {"attack": att.path.name, "case": case, "eval": cfg.to_dict()["eval"],
                "curve": [a.dampening_rounds, a.curve_every, a.curve_episodes, a.after_attack]}
+        if defense is not None:
+            key["defense"] = [defense.kernel, defense.temperature, defense.k]
         tables.append(cached_table(cfg, "dampening", key, compute))
     return pd.concat(tables, ignore_index=True)
 
@@ -347,7 +375,8 @@ def finetune_failure(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: boo
             sums = np.zeros((a.finetune_max_steps + 1, len(METRICS)))
             for bd, main in tqdm(list(zip(bd_eps, main_eps)), desc=f"fine-tuning case ({case})", disable=not progress):
                 def on_bd(step, p, bd=bd):
-                    s = score_backdoor_episode(model, p, support_buffers(model, p, bd.support_x), bd, sets,
+                    buffers = support_buffers(model, p, bd.support_x)
+                    s = score_backdoor_episode(lambda x: predict(model, p, buffers, x), bd, sets,
                                                scenario.target_class, case)
                     sums[step, 1:] += [s[m] for m in BACKDOOR_METRICS]
 
@@ -368,3 +397,66 @@ def finetune_failure(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: boo
                "finetune": [a.finetune_max_steps, a.finetune_trials]}
         tables.append(cached_table(cfg, "finetune", key, compute))
     return pd.concat(tables, ignore_index=True)
+
+
+# --- defense experiments --------------------------------------------------------------------------
+
+def default_attention(cfg: ExperimentConfig) -> Attention:
+    d = cfg.defense
+    return Attention(d.kernel, d.temperature, d.k)
+
+
+def defense_comparison(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = True,
+                       attention: Attention | None = None) -> pd.DataFrame:
+    """The four metrics right before and after the attack, with standard fine-tuning and
+    with the local matching-network defense. Tidy rows: case, phase, method, metric, value."""
+    attention = attention or default_attention(cfg)
+    undefended = one_shot_attack(cfg, cases, progress).assign(method="fine-tuning")
+    rows = []
+    for case in cases:
+        att = attack(cfg, case, progress)
+
+        def compute():
+            out = []
+            for phase, params in (("before", att.before), ("after", att.after)):
+                metrics = attack_metrics(cfg, att.trained.model, params, att.trained.scenario, case, defense=attention)
+                out += [r | {"attack_round": att.round} for r in _rows(case, "phase", phase, metrics)]
+            return pd.DataFrame(out)
+
+        key = {"attack": att.path.name, "case": case, "eval": cfg.to_dict()["eval"],
+               "defense": [attention.kernel, attention.temperature, attention.k]}
+        rows.append(cached_table(cfg, "defended", key, compute).assign(method="matching network"))
+    return pd.concat([undefended] + rows, ignore_index=True)
+
+
+def attention_ablation(cfg: ExperimentConfig, cases=("a", "b"), progress: bool = True) -> pd.DataFrame:
+    """The four metrics right after the attack under every kernel x temperature of
+    ``cfg.defense``. Tidy rows: kernel, temperature, case, metric, value."""
+    d = cfg.defense
+    grid = [Attention(k, t, d.k) for k in d.ablation_kernels for t in d.ablation_temperatures]
+    tables = []
+    for attention in tqdm(grid, desc="attention ablation", disable=not progress):
+        table = defense_comparison(cfg, cases, False, attention)
+        table = table[(table["method"] == "matching network") & (table["phase"] == "after")]
+        tables.append(table.assign(kernel=attention.kernel, temperature=attention.temperature)
+                      [["kernel", "temperature", "case", "metric", "value"]])
+    return pd.concat(tables, ignore_index=True)
+
+
+def inference_cost(cfg: ExperimentConfig, case: str = "a", progress: bool = True) -> pd.DataFrame:
+    """Wall time to adapt to and classify one query episode (support + N*Q queries) with
+    fine-tuning (``eval.finetune_steps`` steps) and with the matching-network defense.
+    Tidy rows: method, episodes, seconds_per_episode."""
+    att = attack(cfg, case, progress)
+    e, scenario = cfg.eval, att.trained.scenario
+    eps = evaluation_episodes(scenario.pool, scenario.test_classes, e.ways, e.shots, e.queries,
+                              cfg.defense.cost_episodes, cfg.seed)
+    rows = []
+    for method, defense in (("fine-tuning", None), ("matching network", default_attention(cfg))):
+        adapt = adapter(cfg, att.trained.model, att.after, defense)
+        start = time.perf_counter()
+        for ep in eps:
+            adapt(ep)(ep.query_x)
+        rows.append({"method": method, "episodes": len(eps),
+                     "seconds_per_episode": (time.perf_counter() - start) / len(eps)})
+    return pd.DataFrame(rows)

@@ -90,6 +90,7 @@ def zero_head(params: Params) -> Params:
 def meta_step(model: nn.Module, params: Params, episode: Episode, cfg, rng: np.random.Generator) -> Params:
     """One first-order meta-update of ``params`` on one episode (``cfg``: :class:`~fmlbd.config.MetaConfig`).
 
+    Matching: the matching-network objective instead of a classifier (:func:`matching_step`).
     Reptile: ``params + meta_lr * (adapted - params)`` where ``adapted`` is the result of
     ``inner_steps`` SGD steps on support and query images together.
     FOMAML: adapt on the support set, then ``params - meta_lr * grad(query loss at adapted)``.
@@ -107,6 +108,8 @@ def meta_step(model: nn.Module, params: Params, episode: Episode, cfg, rng: np.r
                              cfg.inner_optimizer, cfg.inner_head_lr)
         new = {k: v + cfg.meta_lr * (adapted[k] - v) for k, v in params.items()}
         return zero_head(new) if cfg.zero_head else new
+    if cfg.algorithm == "matching":
+        return matching_step(model, params, episode, cfg)
     if cfg.algorithm == "fomaml":
         adapted = inner_loop(model, params, episode.support_x, episode.support_y, cfg.inner_steps, cfg.inner_lr,
                              cfg.inner_batch, rng, cfg.inner_optimizer, cfg.inner_head_lr)
@@ -115,7 +118,26 @@ def meta_step(model: nn.Module, params: Params, episode: Episode, cfg, rng: np.r
         grads = torch.autograd.grad(loss, list(live.values()))
         new = {k: v - cfg.meta_lr * g for (k, v), g in zip(params.items(), grads)}
         return zero_head(new) if cfg.zero_head else new
-    raise ValueError(f"unknown meta-learning algorithm {cfg.algorithm!r}; use 'reptile' or 'fomaml'")
+    raise ValueError(f"unknown meta-learning algorithm {cfg.algorithm!r}; use 'reptile', 'fomaml' or 'matching'")
+
+
+def matching_step(model: nn.Module, params: Params, episode: Episode, cfg) -> Params:
+    """``inner_steps`` SGD steps (``inner_lr``) on the matching-network loss of one episode
+    (softmax attention, temperature ``cfg.matching_temperature``), then a Reptile
+    interpolation with ``meta_lr``. Trains the feature extractor only; the head stays as is."""
+    from .defense import Attention, matching_loss
+
+    attention = Attention("softmax", cfg.matching_temperature)
+    adapted = {k: v.detach() for k, v in params.items()}
+    for _ in range(cfg.inner_steps):
+        live = {k: v.requires_grad_() for k, v in adapted.items()}
+        loss = matching_loss(model, live, episode.support_x, episode.support_y, episode.query_x, episode.query_y,
+                             attention)
+        names = [k for k in live if not k.startswith("head.")]
+        grads = torch.autograd.grad(loss, [live[k] for k in names])
+        adapted = {k: v.detach() for k, v in live.items()} | {
+            k: (live[k] - cfg.inner_lr * g).detach() for k, g in zip(names, grads)}
+    return {k: v + cfg.meta_lr * (adapted[k] - v) for k, v in params.items()}
 
 
 def local_meta_train(model: nn.Module, params: Params, draw: Callable[[np.random.Generator], Episode], cfg,

@@ -9,7 +9,7 @@ main task accuracy
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -38,14 +38,9 @@ def evaluation_episodes(pool: ClassPool, classes: Sequence[int], ways: int, shot
     return [sample_episode(pool, classes, ways, shots, queries, rng) for _ in range(episodes)]
 
 
-def episode_accuracies(model: nn.Module, params: Params, episodes: Sequence[Episode], steps: int,
-                       lr: float) -> np.ndarray:
-    """Query accuracy of each episode after fine-tuning on its support set: ``[episodes]``."""
-    out = []
-    for ep in episodes:
-        tuned, buffers = finetune(model, params, ep.support_x, ep.support_y, steps, lr)
-        out.append(accuracy(predict(model, tuned, buffers, ep.query_x), ep.query_y))
-    return np.asarray(out)
+def episode_accuracies(adapt: Callable[[Episode], Callable], episodes: Sequence[Episode]) -> np.ndarray:
+    """Query accuracy of each episode's classifier ``adapt(episode)``: ``[episodes]``."""
+    return np.asarray([accuracy(adapt(ep)(ep.query_x), ep.query_y) for ep in episodes])
 
 
 # --- backdoor metrics -------------------------------------------------------------------------
@@ -80,23 +75,30 @@ def scored_rows(source: np.ndarray, episode: Episode, case: str) -> np.ndarray:
     return np.array([int(c) in episode.classes and (int(c), int(i)) not in in_support for c, i in source])
 
 
-def score_backdoor_episode(model: nn.Module, params: Params, buffers: Params, episode: Episode, attack, target: int,
+def score_backdoor_episode(classify: Callable[[torch.Tensor], torch.Tensor], episode: Episode, attack, target: int,
                            case: str) -> dict[str, float]:
-    """The three episode-level metrics of an already fine-tuned model (``buffers``: support statistics)."""
+    """The three episode-level metrics of a classifier adapted to ``episode``.
+
+    classify: images ``[B, ch, H, W]`` -> predicted labels ``[B]`` (each image on its own).
+    """
     label = episode.classes.index(target)
-    out = {"meta_test_acc": accuracy(predict(model, params, buffers, episode.query_x), episode.query_y)}
+    out = {"meta_test_acc": accuracy(classify(episode.query_x), episode.query_y)}
     for name, x, source in (("backdoor_train_acc", attack.train_x, attack.train_source),
                             ("backdoor_val_acc", attack.val_x, attack.val_source)):
         rows = torch.from_numpy(scored_rows(source, episode, case))
-        out[name] = (predict(model, params, buffers, x[rows]) == label).float().mean().item()
+        out[name] = (classify(x[rows]) == label).float().mean().item()
     return out
 
 
-def backdoor_scores(model: nn.Module, params: Params, episodes: Sequence[Episode], attack, target: int, case: str,
-                    steps: int, lr: float) -> dict[str, np.ndarray]:
-    """Per-episode backdoor metrics after fine-tuning on each support set: ``{metric: [episodes]}``."""
-    per_episode = []
-    for ep in episodes:
-        tuned, buffers = finetune(model, params, ep.support_x, ep.support_y, steps, lr)
-        per_episode.append(score_backdoor_episode(model, tuned, buffers, ep, attack, target, case))
+def finetuned_classifier(model: nn.Module, params: Params, episode: Episode, steps: int, lr: float):
+    """The standard meta-test procedure: fine-tune on the support set, predict with the result."""
+    tuned, buffers = finetune(model, params, episode.support_x, episode.support_y, steps, lr)
+    return lambda x: predict(model, tuned, buffers, x)
+
+
+def backdoor_scores(adapt: Callable[[Episode], Callable], episodes: Sequence[Episode], attack, target: int,
+                    case: str) -> dict[str, np.ndarray]:
+    """Per-episode backdoor metrics: ``{metric: [episodes]}``. ``adapt(episode)`` returns the
+    episode's classifier (e.g. :func:`finetuned_classifier`, or a matching-network defense)."""
+    per_episode = [score_backdoor_episode(adapt(ep), ep, attack, target, case) for ep in episodes]
     return {m: np.array([s[m] for s in per_episode]) for m in BACKDOOR_METRICS}

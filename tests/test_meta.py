@@ -18,7 +18,8 @@ def toy_episode(seed=0, ways=3, shots=4):
 
 
 def meta_cfg(**kw):
-    base = dict(algorithm="reptile", inner_steps=3, inner_lr=0.1, inner_batch=0, meta_lr=1.0, inner_optimizer="sgd")
+    base = dict(algorithm="reptile", inner_steps=3, inner_lr=0.1, inner_batch=0, meta_lr=1.0, inner_optimizer="sgd",
+                zero_head=False, inner_head_lr=None)
     return types.SimpleNamespace(**{**base, **kw})
 
 
@@ -70,3 +71,27 @@ def test_queries_are_classified_independently_of_each_other():
     assert torch.equal(together, alone)
     odd_batch = torch.cat([ep.query_x[:1], torch.ones(5, 1, 28, 28)])
     assert predict(model, params, buffers, odd_batch)[0] == together[0]
+
+
+def test_matching_objective_trains_features_and_leaves_head():
+    from fmlbd.defense import Attention, matching_loss
+
+    torch.manual_seed(0)
+    model = ConvNet(1, 8, 3, 28)
+    params = get_params(model)
+    ep = toy_episode()
+    cfg = meta_cfg(algorithm="matching", inner_steps=5, inner_lr=0.1, matching_temperature=0.1)
+    new = meta_step(model, params, ep, cfg, np.random.default_rng(0))
+    assert torch.equal(new["head.weight"], params["head.weight"])
+    loss = lambda p: matching_loss(model, p, ep.support_x, ep.support_y, ep.query_x, ep.query_y,
+                                   Attention("softmax", 0.1)).item()
+    assert loss(new) < loss(params)
+
+
+def test_zero_head_keeps_the_shared_head_at_zero():
+    torch.manual_seed(0)
+    model = ConvNet(1, 8, 3, 28)
+    params = get_params(model)
+    new = meta_step(model, params, toy_episode(), meta_cfg(zero_head=True), np.random.default_rng(0))
+    assert not new["head.weight"].any() and not new["head.bias"].any()
+    assert not torch.equal(new["encoder.0.0.weight"], params["encoder.0.0.weight"])

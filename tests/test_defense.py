@@ -1,0 +1,90 @@
+import ast
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import fmlbd.defense as defense_module
+from fmlbd import experiments
+from fmlbd.defense import Attention, MatchingNetworkDefense
+from fmlbd.federated import Update
+from fmlbd.meta import get_params
+from fmlbd.models import ConvNet
+from tests.test_experiments import smoke
+from tests.test_meta import toy_episode
+
+
+def test_kernels_give_class_probabilities():
+    sim = torch.tensor([[0.9, 0.1, 0.8, 0.2], [0.0, 0.3, 0.1, 0.95]])
+    support_y = torch.tensor([0, 0, 1, 1])
+    for kernel in ("softmax", "class_max", "topk"):
+        p = Attention(kernel, 0.1, k=1).class_scores(sim, support_y, 2)
+        assert p.shape == (2, 2) and torch.allclose(p.sum(1), torch.ones(2))
+        assert p.argmax(1).tolist() == [0, 1]
+
+
+def test_class_max_is_not_outvoted_by_many_weak_matches():
+    # class 0: one near-identical example; class 1: many moderately similar ones
+    sim = torch.tensor([[0.99, 0.7, 0.7, 0.7, 0.7, 0.7]])
+    support_y = torch.tensor([0, 1, 1, 1, 1, 1])
+    assert Attention("softmax", 1.0).class_scores(sim, support_y, 2).argmax().item() == 1
+    assert Attention("class_max", 1.0).class_scores(sim, support_y, 2).argmax().item() == 0
+    assert Attention("topk", 1.0, k=1).class_scores(sim, support_y, 2).argmax().item() == 0
+
+
+def test_bad_attention_is_rejected():
+    with pytest.raises(ValueError, match="unknown attention kernel"):
+        Attention("dot")
+    with pytest.raises(ValueError):
+        Attention("softmax", temperature=0)
+
+
+def test_defense_classifies_with_support_features_only():
+    torch.manual_seed(0)
+    model = ConvNet(1, 8, 3, 28)
+    ep = toy_episode()
+    d = MatchingNetworkDefense(model, get_params(model), ep.support_x, ep.support_y, Attention("softmax", 0.05))
+    assert d.support_features.shape == (len(ep.support_x), model.feature_dim)
+    assert torch.allclose(d.support_features.norm(dim=1), torch.ones(len(ep.support_x)), atol=1e-5)
+    # the queries are the support images themselves: matching finds their own class
+    assert (d.predict(ep.query_x) == ep.query_y).float().mean() == 1.0
+    one_by_one = torch.cat([d.predict(ep.query_x[i:i + 1]) for i in range(len(ep.query_x))])
+    assert torch.equal(one_by_one, d.predict(ep.query_x))
+    # the shared head is never used: changing it changes nothing
+    params = get_params(model)
+    params["head.weight"] = torch.randn_like(params["head.weight"]) * 100
+    d2 = MatchingNetworkDefense(model, params, ep.support_x, ep.support_y, Attention("softmax", 0.05))
+    assert torch.equal(d2.probabilities(ep.query_x), d.probabilities(ep.query_x))
+
+
+def test_defense_api_cannot_receive_other_clients_updates():
+    # the only inputs: the model, the global weights, the user's own support set, the kernel
+    params = list(inspect.signature(MatchingNetworkDefense.__init__).parameters)
+    assert params == ["self", "model", "global_params", "support_x", "support_y", "attention"]
+    torch.manual_seed(0)
+    model = ConvNet(1, 8, 3, 28)
+    ep = toy_episode()
+    update = Update(0.0, 1, 0, get_params(model))
+    for not_global in (update, [update], {"client": 1, "delta": update.delta}):
+        with pytest.raises(TypeError):
+            MatchingNetworkDefense(model, not_global, ep.support_x, ep.support_y)
+    # and the module never imports the federation (no path to the server's buffer of updates)
+    tree = ast.parse(Path(defense_module.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any("federated" in (m or "") for m in imported)
+
+
+def test_defense_experiments_produce_tidy_tables(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path)
+    table = experiments.defense_comparison(cfg, ("a",), progress=False)
+    assert set(table["method"]) == {"fine-tuning", "matching network"}
+    assert len(table) == 2 * 2 * 4 and table["value"].between(0, 1).all()
+    ablation = experiments.attention_ablation(cfg, ("b",), progress=False)
+    assert set(ablation["kernel"]) == {"softmax", "class_max"} and len(ablation) == 2 * 4
+    over_rounds = experiments.dampening(cfg, ("a",), progress=False, defense=Attention())
+    assert sorted(set(over_rounds["round"])) == [0, 2, 3]
+    cost = experiments.inference_cost(cfg, progress=False)
+    assert list(cost["method"]) == ["fine-tuning", "matching network"] and (cost["seconds_per_episode"] > 0).all()
