@@ -281,8 +281,10 @@ def _rows(case: str, x_name: str, x, metrics: dict[str, float]) -> list[dict]:
     return [{"case": case, x_name: x, "metric": m, "value": metrics[m]} for m in METRICS]
 
 
-def one_shot_attack(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = True) -> pd.DataFrame:
-    """Experiment 1: the four metrics right before and right after the attack round.
+def one_shot_attack(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = True,
+                    defense: Attention | None = None) -> pd.DataFrame:
+    """Experiment 1: the four metrics right before and right after the attack round (with
+    ``defense``: evaluated with the local matching-network classifier instead of fine-tuning).
 
     Tidy rows: case, phase ("before"/"after"), attack_round, metric, value.
     """
@@ -293,12 +295,14 @@ def one_shot_attack(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool
         def compute():
             out = []
             for phase, params in (("before", att.before), ("after", att.after)):
-                metrics = attack_metrics(cfg, att.trained.model, params, att.trained.scenario, case)
+                metrics = attack_metrics(cfg, att.trained.model, params, att.trained.scenario, case, defense=defense)
                 out += [r | {"attack_round": att.round} for r in _rows(case, "phase", phase, metrics)]
             return pd.DataFrame(out)
 
-        rows.append(cached_table(cfg, "one-shot", {"attack": att.path.name, "case": case, "eval": cfg.to_dict()["eval"]},
-                                 compute))
+        key = {"attack": att.path.name, "case": case, "eval": cfg.to_dict()["eval"]}
+        if defense is not None:
+            key["defense"] = [defense.kernel, defense.temperature, defense.k]
+        rows.append(cached_table(cfg, "one-shot", key, compute))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -410,23 +414,9 @@ def defense_comparison(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: b
                        attention: Attention | None = None) -> pd.DataFrame:
     """The four metrics right before and after the attack, with standard fine-tuning and
     with the local matching-network defense. Tidy rows: case, phase, method, metric, value."""
-    attention = attention or default_attention(cfg)
-    undefended = one_shot_attack(cfg, cases, progress).assign(method="fine-tuning")
-    rows = []
-    for case in cases:
-        att = attack(cfg, case, progress)
-
-        def compute():
-            out = []
-            for phase, params in (("before", att.before), ("after", att.after)):
-                metrics = attack_metrics(cfg, att.trained.model, params, att.trained.scenario, case, defense=attention)
-                out += [r | {"attack_round": att.round} for r in _rows(case, "phase", phase, metrics)]
-            return pd.DataFrame(out)
-
-        key = {"attack": att.path.name, "case": case, "eval": cfg.to_dict()["eval"],
-               "defense": [attention.kernel, attention.temperature, attention.k]}
-        rows.append(cached_table(cfg, "defended", key, compute).assign(method="matching network"))
-    return pd.concat([undefended] + rows, ignore_index=True)
+    defended = one_shot_attack(cfg, cases, progress, attention or default_attention(cfg))
+    return pd.concat([one_shot_attack(cfg, cases, progress).assign(method="fine-tuning"),
+                      defended.assign(method="matching network")], ignore_index=True)
 
 
 def attention_ablation(cfg: ExperimentConfig, cases=("a", "b"), progress: bool = True) -> pd.DataFrame:
