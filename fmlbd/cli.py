@@ -126,6 +126,26 @@ def cmd_defend(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    """Run the notebook series headless with papermill; non-zero exit if any notebook failed."""
+    from .reproduce import run_series, series
+
+    cfg = _config(args)  # validates the profile and overrides before anything runs
+    notebooks = series()
+    if args.only:
+        notebooks = [nb for nb in notebooks if any(key in nb.stem for key in args.only)]
+        if not notebooks:
+            raise ConfigError(f"no notebook matches {args.only}; available: {[nb.stem for nb in series()]}")
+    params = {"profile": cfg.profile, "seed": cfg.seed, "dataset": cfg.data.dataset,
+              "data_root": str(Path(cfg.data.root).resolve()), "results_dir": str(Path(cfg.results_dir).resolve())}
+    output = Path(args.output or f"outputs/{cfg.profile}")
+    start = time.perf_counter()
+    runs = run_series(output, params, notebooks, progress=not args.no_progress)
+    print(runs.to_string(index=False))
+    print(f"series: {(time.perf_counter() - start) / 60:.2f} min; summary: {output / 'summary.md'}")
+    return 0 if (runs["status"] == "ok").all() else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fmlbd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("defend", help="local matching-network defense experiments"))
     p.add_argument("--cases", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
     p.set_defaults(func=cmd_defend)
+    p = with_config(sub.add_parser("reproduce", help="run every notebook headless (papermill) + summary"))
+    p.add_argument("--output", default=None, help="output folder (default outputs/<profile>)")
+    p.add_argument("--only", nargs="+", default=None, help="run only notebooks whose name contains one of these")
+    p.set_defaults(func=cmd_reproduce)
     p = sub.add_parser("download", help="download and MD5-verify a dataset")
     p.add_argument("dataset", choices=["omniglot"])
     p.add_argument("--source", default="minimal", choices=sorted(OMNIGLOT_SOURCES))

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
+import torch
 import pandas as pd
 
 LABELS = {
@@ -85,5 +86,48 @@ def before_after_bars(table: pd.DataFrame, title: str, path=None, phase_col: str
     axes[0][-1].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
+    save(fig, path)
+    return fig
+
+
+def image_rows(rows: dict[str, torch.Tensor], title: str, path=None, max_per_row: int = 10) -> plt.Figure:
+    """A grid of images, one labelled row per entry: ``{row label: float [n, ch, H, W] in [0, 1]}``."""
+    ncols = min(max_per_row, max(len(v) for v in rows.values()))
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.1 * ncols, 1.25 * len(rows)), squeeze=False)
+    for r, (label, images) in enumerate(rows.items()):
+        for c in range(ncols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                img = images[c].permute(1, 2, 0).squeeze(-1).numpy()
+                ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None, vmin=0, vmax=1)
+            else:
+                ax.axis("off")
+        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save(fig, path)
+    return fig
+
+
+def cases_diagram(path=None) -> plt.Figure:
+    """The three evaluation cases of PROTOCOL.md as a table-like picture."""
+    rows = [("benign clients train on\nbackdoor classes?", ("yes", "no", "yes")),
+            ("backdoor classes in the\nfine-tuning support set?", ("no", "no", "yes"))]
+    fig, ax = plt.subplots(figsize=(7.5, 2.4))
+    ax.axis("off")
+    for j, case in enumerate("abc"):
+        ax.text(0.42 + 0.2 * j, 0.9, f"case ({case})", ha="center", fontsize=11, weight="bold")
+        for i, (_, answers) in enumerate(rows):
+            yes = answers[j] == "yes"
+            ax.add_patch(plt.Rectangle((0.33 + 0.2 * j, 0.52 - 0.38 * i), 0.18, 0.26,
+                                       color="tab:orange" if yes else "tab:blue", alpha=0.35))
+            ax.text(0.42 + 0.2 * j, 0.65 - 0.38 * i, answers[j], ha="center", va="center", fontsize=11)
+    for i, (question, _) in enumerate(rows):
+        ax.text(0.0, 0.65 - 0.38 * i, question, va="center", fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title("Three evaluation cases (federated meta-training / meta-testing)")
     save(fig, path)
     return fig

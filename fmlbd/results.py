@@ -57,3 +57,13 @@ def load_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
     """A table saved by :func:`save_table` and its metadata."""
     path = Path(path)
     return pd.read_csv(path), json.loads(path.with_suffix(".meta.json").read_text())
+
+
+def first_below(table: pd.DataFrame, x: str, metric: str, threshold: float) -> dict[str, float]:
+    """Per case, the first ``x`` (round / step) at which ``metric`` is below ``threshold``;
+    NaN when it never is within the table."""
+    out = {}
+    for case, sub in table[table["metric"] == metric].groupby("case"):
+        below = sub[sub["value"] < threshold].sort_values(x)
+        out[case] = float(below[x].iloc[0]) if len(below) else float("nan")
+    return out
