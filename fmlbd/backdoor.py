@@ -74,7 +74,8 @@ class AttackSets:
     val_source: np.ndarray
 
 
-def make_attack_sets(pool: ClassPool, backdoor_classes, key: BackdoorKey, train_per_class: int) -> AttackSets:
+def make_attack_sets(pool: ClassPool, backdoor_classes, key: BackdoorKey | None, train_per_class: int) -> AttackSets:
+    """The attack sets; ``key=None`` gives the same images without the key (a control)."""
     if not 0 < train_per_class < pool.images_per_class:
         raise ValueError(f"attack_train_images must be in 1..{pool.images_per_class - 1}")
     split = {"train": range(train_per_class), "val": range(train_per_class, pool.images_per_class)}
@@ -82,7 +83,7 @@ def make_attack_sets(pool: ClassPool, backdoor_classes, key: BackdoorKey, train_
     for name, indices in split.items():
         source = np.array([(c, i) for c in backdoor_classes for i in indices]).reshape(-1, 2)
         images = pool.images[torch.as_tensor(source[:, 0]), torch.as_tensor(source[:, 1])]
-        out[name] = (key.stamp(to_float(images)), source)
+        out[name] = (to_float(images) if key is None else key.stamp(to_float(images)), source)
     return AttackSets(out["train"][0], out["train"][1], out["val"][0], out["val"][1])
 
 

@@ -187,20 +187,25 @@ def backdoor_key(cfg: ExperimentConfig) -> BackdoorKey:
     return BackdoorKey(a.key_pattern, a.key_row, a.key_col, a.key_size, a.key_gap, a.key_value)
 
 
-def attack_sets(cfg: ExperimentConfig, scenario: Scenario) -> AttackSets:
-    return make_attack_sets(scenario.pool, scenario.backdoor_classes, backdoor_key(cfg), cfg.attack.attack_train_images)
+def attack_sets(cfg: ExperimentConfig, scenario: Scenario, keyed: bool = True) -> AttackSets:
+    """The attack training / validation sets (``keyed=False``: the same images without the key)."""
+    return make_attack_sets(scenario.pool, scenario.backdoor_classes, backdoor_key(cfg) if keyed else None,
+                            cfg.attack.attack_train_images)
 
 
 def attack_metrics(cfg: ExperimentConfig, model, params: Params, scenario: Scenario, case: str,
-                   episodes: int | None = None, defense: Attention | None = None) -> dict[str, float]:
+                   episodes: int | None = None, defense: Attention | None = None,
+                   keyed: bool = True) -> dict[str, float]:
     """The four metrics of PROTOCOL.md for ``params`` (means over ``episodes`` episodes each),
-    with standard fine-tuning or, given ``defense``, the local matching-network classifier."""
+    with standard fine-tuning or, given ``defense``, the local matching-network classifier.
+    ``keyed=False`` scores the attack images without the key: the rate at which they fall
+    on the target class anyway (the chance control for backdoor accuracy)."""
     e, n = cfg.eval, episodes or cfg.eval.episodes
     out = {"main_task_acc": float(main_task_accuracies(cfg, model, params, scenario, episodes=n,
                                                        defense=defense).mean())}
     eps = backdoor_episodes(scenario.pool, scenario.test_classes, scenario.target_class, scenario.backdoor_classes,
                             case, e.ways, e.shots, e.queries, n, cfg.seed)
-    scores = backdoor_scores(adapter(cfg, model, params, defense), eps, attack_sets(cfg, scenario),
+    scores = backdoor_scores(adapter(cfg, model, params, defense), eps, attack_sets(cfg, scenario, keyed),
                              scenario.target_class, case)
     return out | {m: float(v.mean()) for m, v in scores.items()}
 
@@ -265,6 +270,20 @@ def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True
     write_json({"config": d, "attack_round": record.round, "clients": record.clients,
                 "staleness": record.staleness}, path / "config.json")
     return attacked
+
+
+def chance_control(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = True) -> pd.DataFrame:
+    """Backdoor accuracy of the pre-attack global model on the attack images with and
+    without the key. Tidy rows: case, images ("keyed"/"clean"), metric, value."""
+    rows = []
+    for case in cases:
+        att = attack(cfg, case, progress)
+        for images in ("keyed", "clean"):
+            m = attack_metrics(cfg, att.trained.model, att.before, att.trained.scenario, case,
+                               keyed=images == "keyed")
+            rows += [{"case": case, "images": images, "metric": k, "value": m[k]}
+                     for k in ("backdoor_train_acc", "backdoor_val_acc")]
+    return pd.DataFrame(rows)
 
 
 def cached_table(cfg: ExperimentConfig, name: str, key: dict, compute) -> pd.DataFrame:

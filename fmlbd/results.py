@@ -23,8 +23,8 @@ def environment_info() -> dict[str, str]:
             "numpy": numpy.__version__, "threads": str(torch.get_num_threads())}
 
 
-def key_of(parts: dict[str, Any]) -> str:
-    """Short stable hash of a JSON-able dict."""
+def key_of(parts: Any) -> str:
+    """Short stable hash of JSON-able ``parts`` (cache keys cover configs and data, not code)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 

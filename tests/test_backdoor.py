@@ -121,3 +121,12 @@ def test_malicious_client_attacks_once_with_boost(monkeypatch, after):
     else:
         assert nxt[1] is False and torch.equal(nxt[0]["w"], torch.ones(2))
     assert poison_draw.calls == 1 and client.state_dict() == {"attacked": True}
+
+
+def test_attack_sets_without_key_are_the_clean_images():
+    pool = toy_pool(classes=6, per_class=8, size=28)
+    clean = make_attack_sets(pool, [1, 4], None, train_per_class=3)
+    keyed = make_attack_sets(pool, [1, 4], BackdoorKey(), train_per_class=3)
+    assert np.array_equal(clean.train_source, keyed.train_source)
+    c, i = clean.train_source[0]
+    assert torch.equal(clean.train_x[0], pool.images[c, i].float().div(255))

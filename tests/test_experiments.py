@@ -92,3 +92,10 @@ def test_attack_experiments_produce_tidy_tables(omniglot_root, tmp_path):
     # tables are cached: a second call reads them back
     cached = experiments.finetune_failure(cfg, ("c",), progress=False)
     assert np.allclose(cached["value"], ft["value"])
+
+
+def test_chance_control_scores_keyed_and_clean_images(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path)
+    table = experiments.chance_control(cfg, ("a",), progress=False)
+    assert sorted(set(table["images"])) == ["clean", "keyed"] and len(table) == 4
+    assert table["value"].between(0, 1).all()
