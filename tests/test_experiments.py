@@ -22,6 +22,16 @@ def test_pretrain_is_cached(omniglot_root, tmp_path):
         assert torch.equal(v, again.params[k])
 
 
+def test_cache_is_shared_across_paths_to_the_same_data(omniglot_root, tmp_path):
+    first = experiments.pretrain(smoke(omniglot_root, tmp_path), progress=False)
+    link = tmp_path / "elsewhere"
+    link.symlink_to(omniglot_root)
+    again = experiments.pretrain(smoke(link, tmp_path), progress=False)
+    assert again.path == first.path and again.minutes == 0.0
+    other = experiments.pretrain(smoke(omniglot_root, tmp_path, **{"data.rotations": 2}), progress=False)
+    assert other.path != first.path
+
+
 def test_interrupted_pretrain_resumes_to_the_same_model(omniglot_root, tmp_path, monkeypatch):
     reference = experiments.pretrain(smoke(omniglot_root, tmp_path / "ref"), progress=False)
 
@@ -99,3 +109,24 @@ def test_chance_control_scores_keyed_and_clean_images(omniglot_root, tmp_path):
     table = experiments.chance_control(cfg, ("a",), progress=False)
     assert sorted(set(table["images"])) == ["clean", "keyed"] and len(table) == 4
     assert table["value"].between(0, 1).all()
+
+
+def test_cli_attack_runs_the_chance_control(omniglot_root, tmp_path, capsys):
+    from fmlbd.cli import main
+
+    code = main(["attack", "--profile", "smoke", "--data-root", str(omniglot_root), "--results-dir", str(tmp_path),
+                 "--experiment", "chance", "--cases", "a", "--no-progress"])
+    assert code == 0 and "backdoor_train_acc" in capsys.readouterr().out
+    assert (tmp_path / "smoke" / "chance-seed0.csv").is_file()
+
+
+def test_pretrain_cases_trains_missing_models_in_parallel_processes(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path / "parallel")
+    experiments.pretrain_cases(cfg, ("a", "b", "c"), progress=False, workers=2)
+    for case in ("a", "b"):
+        parallel = experiments.pretrain(cfg, case, progress=False)
+        assert parallel.minutes == 0.0  # trained by a worker process
+        alone = experiments.pretrain(smoke(omniglot_root, tmp_path / "alone"), case, progress=False)
+        assert alone.minutes > 0
+        for k, v in alone.params.items():
+            torch.testing.assert_close(parallel.params[k], v)
