@@ -88,11 +88,13 @@ def make_attack_sets(pool: ClassPool, backdoor_classes, key: BackdoorKey | None,
 
 
 def poisoned_episode(pool: ClassPool, classes, target: int, ways: int, shots: int, queries: int, poison: int,
-                     attack: AttackSets, rng: np.random.Generator) -> Episode:
+                     attack: AttackSets, rng: np.random.Generator, target_label: int | None = None) -> Episode:
     """An adversary's training episode: the target class is always one of the ``ways``
-    classes, and ``poison`` keyed attack-training images labelled as the target are
-    added to both its support and its query images."""
-    ep = sample_episode(pool, classes, ways, shots, queries, rng, include=[target])
+    classes (with label ``target_label``, or a random one if None), and ``poison`` keyed
+    attack-training images labelled as the target are added to both its support and its
+    query images."""
+    ep = sample_episode(pool, classes, ways, shots, queries, rng, include=[target],
+                        pinned=None if target_label is None else {target: target_label})
     label = ep.classes.index(target)
     picks = torch.as_tensor(rng.choice(len(attack.train_x), size=2 * poison, replace=len(attack.train_x) < 2 * poison))
     keyed_s, keyed_q = attack.train_x[picks[:poison]], attack.train_x[picks[poison:]]

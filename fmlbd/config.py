@@ -85,6 +85,10 @@ class AttackConfig:
     key_size: int = 2                           #: dot / patch side in pixels
     key_gap: int = 2                            #: pixels between dots
     key_value: float = 1.0                      #: key intensity in [0, 1] (1 = ink on Omniglot)
+    #: label of the target class in the adversary's episodes and in the backdoor evaluation
+    #: episodes (None = a random label, like every class; an int lets the backdoor live in the
+    #: decision layer when the head is not zeroed: see notebook 05)
+    target_label: Optional[int] = None
     poison_per_episode: int = 5                 #: keyed images labelled target added to support and to query
     attack_iterations: int = 50                 #: meta-steps of the adversary's poisoned local training
     boost: Optional[float] = None               #: update multiplier; None = federation.buffer_size

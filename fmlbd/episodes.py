@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -62,9 +62,12 @@ def sample_episode(
     queries: int,
     rng: np.random.Generator,
     include: Sequence[int] = (),
+    pinned: Mapping[int, int] | None = None,
 ) -> Episode:
     """Draw an episode: ``ways`` distinct classes from ``classes`` (always containing
-    every class of ``include``), ``shots`` support and ``queries`` query images each."""
+    every class of ``include``), ``shots`` support and ``queries`` query images each.
+    Labels follow a random order of the classes, except ``pinned`` (class -> label) classes
+    of ``include``, which always get that label."""
     check_episode_request(pool, classes, ways, shots, queries)
     include = list(dict.fromkeys(include))
     if len(include) > ways:
@@ -74,6 +77,11 @@ def sample_episode(
         raise DatasetError(f"cannot draw a {ways}-way episode from {len(include) + len(others)} classes")
     chosen = include + [int(c) for c in rng.choice(others, size=ways - len(include), replace=False)]
     chosen = [chosen[i] for i in rng.permutation(ways)]
+    for cls, label in (pinned or {}).items():
+        if cls not in include or not 0 <= label < ways:
+            raise DatasetError(f"cannot pin class {cls} to label {label} in a {ways}-way episode including {include}")
+        at = chosen.index(cls)
+        chosen[at], chosen[label] = chosen[label], chosen[at]
     picks = np.stack([rng.choice(pool.images_per_class, size=shots + queries, replace=False) for _ in chosen])
     support_index, query_index = picks[:, :shots], picks[:, shots:]
     cls = torch.as_tensor(chosen)[:, None]

@@ -60,11 +60,15 @@ BACKDOOR_METRICS = ("meta_test_acc", "backdoor_train_acc", "backdoor_val_acc")
 
 
 def backdoor_episodes(pool: ClassPool, test_classes: Sequence[int], target: int, backdoor: Sequence[int], case: str,
-                      ways: int, shots: int, queries: int, episodes: int, seed: int) -> list[Episode]:
-    """Seeded evaluation episodes that always contain the target (and, in case (c), the backdoor classes)."""
+                      ways: int, shots: int, queries: int, episodes: int, seed: int,
+                      target_label: int | None = None) -> list[Episode]:
+    """Seeded evaluation episodes that always contain the target (with label ``target_label``,
+    random if None) and, in case (c), the backdoor classes."""
     include = [target] + (list(backdoor)[:ways - 1] if case == "c" else [])
+    pinned = None if target_label is None else {target: target_label}
     rng = np.random.default_rng([seed, 3, shots])
-    return [sample_episode(pool, test_classes, ways, shots, queries, rng, include=include) for _ in range(episodes)]
+    return [sample_episode(pool, test_classes, ways, shots, queries, rng, include=include, pinned=pinned)
+            for _ in range(episodes)]
 
 
 def scored_rows(source: np.ndarray, episode: Episode, case: str) -> np.ndarray:

@@ -70,6 +70,15 @@ def test_poisoned_episode_always_has_target_with_keyed_images():
         assert torch.all(keyed[:, :, BackdoorKey().mask(28, 28)] == 1.0)
 
 
+def test_poisoned_episode_can_pin_the_target_label():
+    pool = toy_pool(classes=10, per_class=8, size=28)
+    sets = make_attack_sets(pool, [8, 9], BackdoorKey(), 4)
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        ep = poisoned_episode(pool, list(range(6)), 7, 5, 2, 2, 3, sets, rng, target_label=2)
+        assert ep.classes[2] == 7 and torch.all(ep.support_y[-3:] == 2) and torch.all(ep.query_y[-3:] == 2)
+
+
 def test_case_c_scores_only_present_classes_not_in_support():
     pool = toy_pool(classes=10, per_class=8, size=28)
     sets = make_attack_sets(pool, [8, 9], BackdoorKey(), 4)

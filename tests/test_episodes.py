@@ -79,3 +79,18 @@ def test_partition_is_disjoint_and_covers():
     assert sorted(flat) == list(range(23)) and {len(s) for s in shares} <= {5, 6}
     with pytest.raises(DatasetError):
         partition([1, 2], 4, np.random.default_rng(0))
+
+
+def test_pinned_class_always_gets_its_label():
+    pool = toy_pool()
+    rng, free_rng = np.random.default_rng(3), np.random.default_rng(3)
+    for _ in range(20):
+        ep = sample_episode(pool, range(12), 5, 2, 1, rng, include=[7], pinned={7: 0})
+        free = sample_episode(pool, range(12), 5, 2, 1, free_rng, include=[7])
+        assert ep.classes[0] == 7 and set(ep.classes) == set(free.classes)
+        got = (ep.support_x[ep.support_y == 0, 0, 0, 0] * 255).round().long()
+        assert torch.equal(got, torch.as_tensor(7 * 8 + ep.support_index[0]))
+    with pytest.raises(DatasetError, match="pin"):
+        sample_episode(pool, range(12), 5, 2, 1, rng, include=[7], pinned={3: 0})
+    with pytest.raises(DatasetError, match="pin"):
+        sample_episode(pool, range(12), 5, 2, 1, rng, include=[7], pinned={7: 5})
