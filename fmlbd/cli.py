@@ -56,7 +56,7 @@ def cmd_train(args) -> int:
     return 0
 
 
-EXPERIMENTS = ("one-shot", "dampening", "finetune")
+EXPERIMENTS = ("one-shot", "dampening", "finetune")  # "all"; "chance" (the no-attack control) on request
 
 
 def cmd_attack(args) -> int:
@@ -78,6 +78,8 @@ def cmd_attack(args) -> int:
             table = experiments.dampening(cfg, args.cases, not args.no_progress)
             plots.curves_by_case(table, "round", "benign rounds after the attack",
                                  "Federated dampening of a one-shot backdoor", out / "figures" / "dampening", chance)
+        elif name == "chance":
+            table = experiments.chance_control(cfg, args.cases, not args.no_progress)
         else:
             table = experiments.finetune_failure(cfg, args.cases, not args.no_progress)
             plots.curves_by_case(table, "step", "fine-tuning steps on one episode",
@@ -86,7 +88,7 @@ def cmd_attack(args) -> int:
         minutes = (time.perf_counter() - start) / 60
         save_table(table, out / f"{name}-seed{cfg.seed}.csv", cfg.to_dict(), minutes=minutes)
         print(f"== {name} ({minutes:.2f} min, incl. any training not yet cached)")
-        x = {"one-shot": "phase", "dampening": "round", "finetune": "step"}[name]
+        x = {"one-shot": "phase", "dampening": "round", "finetune": "step", "chance": "images"}[name]
         print(table.pivot_table(index=["case", x], columns="metric", values="value").round(3).to_string())
     return 0
 
@@ -165,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     p.set_defaults(func=cmd_train)
     p = with_config(sub.add_parser("attack", help="backdoor attack experiments (tables + figures)"))
-    p.add_argument("--experiment", nargs="+", default=["all"], choices=("all",) + EXPERIMENTS)
+    p.add_argument("--experiment", nargs="+", default=["all"], choices=("all",) + EXPERIMENTS + ("chance",),
+                   help="all = one-shot, dampening, finetune; chance = backdoor accuracy of the pre-attack "
+                        "model on keyed vs clean attack images (the no-attack control)")
     p.add_argument("--cases", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
     p.set_defaults(func=cmd_attack)
     p = with_config(sub.add_parser("defend", help="local matching-network defense experiments"))
