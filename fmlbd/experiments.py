@@ -351,11 +351,11 @@ def _rows(case: str, x_name: str, x, metrics: dict[str, float]) -> list[dict]:
 
 
 def one_shot_attack(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = True,
-                    defense: Attention | None = None) -> pd.DataFrame:
+                    defense: Attention | None = None, phases=("before", "after")) -> pd.DataFrame:
     """Experiment 1: the four metrics right before and right after the attack round (with
     ``defense``: evaluated with the local matching-network classifier instead of fine-tuning).
 
-    Tidy rows: case, phase ("before"/"after"), attack_round, metric, value.
+    Tidy rows: case, phase ("before"/"after", those in ``phases``), attack_round, metric, value.
     """
     rows = []
     pretrain_cases(cfg, cases, progress)
@@ -364,7 +364,7 @@ def one_shot_attack(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool
 
         def compute():
             out = []
-            for phase, params in (("before", att.before), ("after", att.after)):
+            for phase, params in ((p, att.before if p == "before" else att.after) for p in phases):
                 metrics = attack_metrics(cfg, att.trained.model, params, att.trained.scenario, case, defense=defense)
                 out += [r | {"attack_round": att.round} for r in _rows(case, "phase", phase, metrics)]
             return pd.DataFrame(out)
@@ -372,6 +372,8 @@ def one_shot_attack(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool
         key = {"attack": att.path.name, "case": case, "eval": cfg.to_dict()["eval"]}
         if defense is not None:
             key["defense"] = [defense.kernel, defense.temperature, defense.k]
+        if tuple(phases) != ("before", "after"):
+            key["phases"] = list(phases)
         rows.append(cached_table(cfg, "one-shot", key, compute))
     return pd.concat(rows, ignore_index=True)
 
@@ -498,8 +500,7 @@ def attention_ablation(cfg: ExperimentConfig, cases=("a", "b"), progress: bool =
     grid = [Attention(k, t, d.k) for k in d.ablation_kernels for t in d.ablation_temperatures]
     tables = []
     for attention in tqdm(grid, desc="attention ablation", disable=not progress):
-        table = defense_comparison(cfg, cases, False, attention)
-        table = table[(table["method"] == "matching network") & (table["phase"] == "after")]
+        table = one_shot_attack(cfg, cases, False, attention, phases=("after",))
         tables.append(table.assign(kernel=attention.kernel, temperature=attention.temperature)
                       [["kernel", "temperature", "case", "metric", "value"]])
     return pd.concat(tables, ignore_index=True)

@@ -83,15 +83,17 @@ def score_backdoor_episode(classify: Callable[[torch.Tensor], torch.Tensor], epi
                            case: str) -> dict[str, float]:
     """The three episode-level metrics of a classifier adapted to ``episode``.
 
-    classify: images ``[B, ch, H, W]`` -> predicted labels ``[B]`` (each image on its own).
+    classify: images ``[B, ch, H, W]`` -> predicted labels ``[B]`` (each image on its own, so
+    the queries and both attack sets go through it in one batch).
     """
     label = episode.classes.index(target)
-    out = {"meta_test_acc": accuracy(classify(episode.query_x), episode.query_y)}
-    for name, x, source in (("backdoor_train_acc", attack.train_x, attack.train_source),
-                            ("backdoor_val_acc", attack.val_x, attack.val_source)):
-        rows = torch.from_numpy(scored_rows(source, episode, case))
-        out[name] = (classify(x[rows]) == label).float().mean().item()
-    return out
+    parts = [episode.query_x] + [x[torch.from_numpy(scored_rows(source, episode, case))]
+                                 for x, source in ((attack.train_x, attack.train_source),
+                                                   (attack.val_x, attack.val_source))]
+    query, train, val = classify(torch.cat(parts)).split([len(p) for p in parts])
+    return {"meta_test_acc": accuracy(query, episode.query_y),
+            "backdoor_train_acc": (train == label).float().mean().item(),
+            "backdoor_val_acc": (val == label).float().mean().item()}
 
 
 def finetuned_classifier(model: nn.Module, params: Params, episode: Episode, steps: int, lr: float):

@@ -7,7 +7,7 @@ import torch
 from fmlbd.backdoor import BackdoorKey, make_attack_sets, poisoned_episode
 from fmlbd.episodes import sample_episode
 from fmlbd.federated import BenignClient, MaliciousClient
-from fmlbd.metrics import scored_rows
+from fmlbd.metrics import score_backdoor_episode, scored_rows
 from tests.test_episodes import toy_pool
 
 
@@ -77,6 +77,22 @@ def test_poisoned_episode_can_pin_the_target_label():
     for _ in range(10):
         ep = poisoned_episode(pool, list(range(6)), 7, 5, 2, 2, 3, sets, rng, target_label=2)
         assert ep.classes[2] == 7 and torch.all(ep.support_y[-3:] == 2) and torch.all(ep.query_y[-3:] == 2)
+
+
+def test_score_backdoor_episode_counts_each_set_separately():
+    pool = toy_pool(classes=10, per_class=8, size=28)
+    sets = make_attack_sets(pool, [8, 9], BackdoorKey(), 4)
+    ep = sample_episode(pool, list(range(6)), 5, 2, 2, np.random.default_rng(0), include=[7])
+    target = ep.classes.index(7)
+    other = (target + 1) % 5
+
+    def classify(x):  # pixel (0, 0) holds class*8 + index; to the target: class 8, and class 9's validation images
+        source = (x[:, 0, 0, 0] * 255).round().long()
+        return torch.tensor([ep.classes.index(int(v // 8)) if int(v // 8) in ep.classes
+                             else target if v // 8 == 8 or v % 8 >= 4 else other for v in source])
+
+    scores = score_backdoor_episode(classify, ep, sets, 7, "a")
+    assert scores == {"meta_test_acc": 1.0, "backdoor_train_acc": 0.5, "backdoor_val_acc": 1.0}
 
 
 def test_case_c_scores_only_present_classes_not_in_support():

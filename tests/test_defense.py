@@ -84,6 +84,11 @@ def test_defense_experiments_produce_tidy_tables(omniglot_root, tmp_path):
     assert len(table) == 2 * 2 * 4 and table["value"].between(0, 1).all()
     ablation = experiments.attention_ablation(cfg, ("b",), progress=False)
     assert set(ablation["kernel"]) == {"softmax", "class_max"} and len(ablation) == 2 * 4
+    # the ablation's default-kernel row is the defended "after" row of the comparison
+    compared = experiments.defense_comparison(cfg, ("b",), progress=False)
+    after = compared[(compared["method"] == "matching network") & (compared["phase"] == "after")]
+    default = ablation[(ablation["kernel"] == "softmax") & (ablation["temperature"] == 0.1)]
+    assert dict(zip(default["metric"], default["value"])) == dict(zip(after["metric"], after["value"]))
     over_rounds = experiments.dampening(cfg, ("a",), progress=False, defense=Attention())
     assert sorted(set(over_rounds["round"])) == [0, 2, 3]
     cost = experiments.inference_cost(cfg, progress=False)
