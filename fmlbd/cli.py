@@ -113,7 +113,8 @@ def cmd_defend(args) -> int:
     ablation = experiments.attention_ablation(cfg, [c for c in args.cases if c != "c"] or args.cases, progress)
     save_table(ablation, out / f"defense-ablation-seed{cfg.seed}.csv", cfg.to_dict())
     print("== attention ablation (right after the attack)")
-    print(ablation.pivot_table(index=["kernel", "temperature", "case"], columns="metric", values="value").round(3)
+    print(ablation.pivot_table(index=["shots", "kernel", "temperature", "case"], columns="metric",
+                               values="value").round(3)
           .to_string())
     rounds = experiments.dampening(cfg, args.cases, progress, defense=experiments.default_attention(cfg))
     save_table(rounds, out / f"defense-rounds-seed{cfg.seed}.csv", cfg.to_dict())

@@ -98,6 +98,7 @@ class AttackConfig:
     curve_episodes: int = 30                    #: episodes per point of the dampening / fine-tuning curves
     finetune_max_steps: int = 500               #: fine-tuning failure: steps on one episode
     finetune_trials: int = 5                    #: fine-tuning failure: episodes averaged
+    finetune_eval_every: int = 10               #: fine-tuning failure: after the first 10 steps, score every n-th
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class DefenseConfig:
     k: int = 3                                  #: support images attended by the "topk" kernel
     ablation_kernels: tuple[str, ...] = ("softmax", "class_max", "topk")
     ablation_temperatures: tuple[float, ...] = (0.01, 0.1, 1.0)
+    ablation_shots: tuple[int, ...] = (1, 5)    #: support images per class in the ablation episodes
     cost_episodes: int = 50                     #: episodes timed for the inference-cost comparison
 
 
@@ -143,6 +145,7 @@ PROFILES: dict[str, ExperimentConfig] = {
         meta=MetaConfig(local_iterations=5),
         federation=FederationConfig(rounds=10000, checkpoint_every=500),
         eval=EvalConfig(episodes=600, finetune_steps=50, log_every=500),
+        attack=AttackConfig(finetune_eval_every=1),
     ),
     # Seconds: for unit tests and smoke runs only; numbers are meaningless.
     "smoke": ExperimentConfig(
@@ -155,7 +158,7 @@ PROFILES: dict[str, ExperimentConfig] = {
         attack=AttackConfig(attack_iterations=2, dampening_rounds=3, curve_every=2, curve_episodes=2,
                             finetune_max_steps=3, finetune_trials=2),
         defense=DefenseConfig(ablation_kernels=("softmax", "class_max"), ablation_temperatures=(0.1,),
-                              cost_episodes=2),
+                              ablation_shots=(1, 2), cost_episodes=2),
     ),
 }
 

@@ -77,13 +77,21 @@ class MatchingNetworkDefense:
         return call(self.model, self.params, self.buffers, x, train=False, features=True)
 
     @torch.no_grad()
+    def similarity(self, query_x: torch.Tensor) -> torch.Tensor:
+        """``[Q, S]`` cosine similarity of each query's features to each stored support feature."""
+        return F.normalize(self._features(query_x), dim=1) @ self.support_features.T
+
     def probabilities(self, query_x: torch.Tensor) -> torch.Tensor:
         """``[Q, ways]`` class probabilities of each query (classified independently)."""
-        similarity = F.normalize(self._features(query_x), dim=1) @ self.support_features.T
-        return self.attention.class_scores(similarity, self.support_y, self.ways)
+        return self.attention.class_scores(self.similarity(query_x), self.support_y, self.ways)
 
     def predict(self, query_x: torch.Tensor) -> torch.Tensor:
         return self.probabilities(query_x).argmax(1)
+
+    def predict_each(self, query_x: torch.Tensor, attentions) -> list[torch.Tensor]:
+        """Predicted labels ``[Q]`` under each of ``attentions``, from one pass of the features."""
+        similarity = self.similarity(query_x)
+        return [a.class_scores(similarity, self.support_y, self.ways).argmax(1) for a in attentions]
 
 
 def matching_loss(model: nn.Module, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,

@@ -5,6 +5,7 @@ that determines them; an interrupted training resumes from its last checkpoint.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -25,8 +26,9 @@ from .episodes import sample_episode
 from .federated import BenignClient, Federation, MaliciousClient
 from .defense import Attention, MatchingNetworkDefense
 from .meta import Params, finetune, get_params, predict, support_buffers, zero_head
-from .metrics import (BACKDOOR_METRICS, accuracy, backdoor_episodes, backdoor_scores, episode_accuracies,
-                      evaluation_episodes, finetuned_classifier, mean_ci95, score_backdoor_episode)
+from .metrics import (BACKDOOR_METRICS, accuracy, backdoor_batch, backdoor_episodes, backdoor_scores,
+                      episode_accuracies, evaluation_episodes, finetuned_classifier, mean_ci95, score_backdoor_episode,
+                      score_backdoor_predictions)
 from .models import ConvNet
 from .results import atomic_torch_save, key_of, load_table, save_table, write_json
 from .splits import Scenario, make_scenario
@@ -89,13 +91,34 @@ def adapter(cfg: ExperimentConfig, model, params: Params, defense: Attention | N
     return lambda ep: MatchingNetworkDefense(model, params, ep.support_x, ep.support_y, defense).predict
 
 
+_main_task_memo: dict[str, np.ndarray] = {}
+
+
+def params_digest(params: Params) -> str:
+    """A hash of the weights' values."""
+    h = hashlib.sha1()
+    for k in sorted(params):
+        h.update(k.encode())
+        h.update(params[k].detach().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def main_task_accuracies(cfg: ExperimentConfig, model, params: Params, scenario: Scenario, shots: int | None = None,
                          episodes: int | None = None, defense: Attention | None = None) -> np.ndarray:
-    """Per-episode main-task accuracy on meta-test classes (see :mod:`fmlbd.metrics`)."""
+    """Per-episode main-task accuracy on meta-test classes (see :mod:`fmlbd.metrics`).
+
+    Remembered within the process for the same weights and episodes: cases (a) and (c) share
+    their global models and meta-test classes, so their main task is evaluated once."""
     e = cfg.eval
-    eps = evaluation_episodes(scenario.pool, scenario.test_classes, e.ways, shots or e.shots, e.queries,
-                              episodes or e.episodes, cfg.seed)
-    return episode_accuracies(adapter(cfg, model, params, defense), eps)
+    shots, episodes = shots or e.shots, episodes or e.episodes
+    data = {k: v for k, v in cfg.to_dict()["data"].items() if k != "root"}
+    memo = key_of({"params": params_digest(params), "data": data, "test": list(scenario.test_classes),
+                   "eval": cfg.to_dict()["eval"], "shots": shots, "episodes": episodes, "seed": cfg.seed,
+                   "defense": None if defense is None else [defense.kernel, defense.temperature, defense.k]})
+    if memo not in _main_task_memo:
+        eps = evaluation_episodes(scenario.pool, scenario.test_classes, e.ways, shots, e.queries, episodes, cfg.seed)
+        _main_task_memo[memo] = episode_accuracies(adapter(cfg, model, params, defense), eps)
+    return _main_task_memo[memo].copy()
 
 
 @dataclass
@@ -131,6 +154,10 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
     ``eval.log_every`` rounds and at the end. A checkpoint is written every
     ``federation.checkpoint_every`` rounds; rerunning after an interruption resumes
     from it and gives the same result as an uninterrupted run.
+
+    Training runs on one torch thread: floating-point sums depend on how they are split
+    across threads, so this keeps a model independent of the machine's core count and of
+    the command that trained it (the CLI and the notebooks share the cache).
     """
     scenario = build_scenario(cfg, case)
     model = build_model(cfg, scenario)
@@ -151,21 +178,26 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
 
     rounds = cfg.federation.rounds
     log_every, log_episodes = cfg.eval.log_every, cfg.eval.log_episodes
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     start = time.perf_counter()
     bar = tqdm(total=rounds, initial=federation.version, disable=not progress, unit="round", position=position,
                desc=f"pretrain [{cfg.profile}] case ({case or cfg.attack.case})")
-    while federation.version < rounds:
-        record = federation.step()
-        bar.update(1)
-        if record.round % log_every == 0 or record.round == rounds:
-            acc = main_task_accuracies(cfg, model, federation.params, scenario, episodes=log_episodes).mean()
-            rows.append({"round": record.round, "time_s": elapsed + time.perf_counter() - start,
-                         "metric": "main_task_acc", "value": acc})
-            bar.set_postfix(acc=f"{acc:.3f}")
-        if record.round % cfg.federation.checkpoint_every == 0 or record.round == rounds:
-            atomic_torch_save({"state": federation.state_dict(), "log": rows,
-                               "elapsed": elapsed + time.perf_counter() - start}, checkpoint)
-    bar.close()
+    try:
+        while federation.version < rounds:
+            record = federation.step()
+            bar.update(1)
+            if record.round % log_every == 0 or record.round == rounds:
+                acc = main_task_accuracies(cfg, model, federation.params, scenario, episodes=log_episodes).mean()
+                rows.append({"round": record.round, "time_s": elapsed + time.perf_counter() - start,
+                             "metric": "main_task_acc", "value": acc})
+                bar.set_postfix(acc=f"{acc:.3f}")
+            if record.round % cfg.federation.checkpoint_every == 0 or record.round == rounds:
+                atomic_torch_save({"state": federation.state_dict(), "log": rows,
+                                   "elapsed": elapsed + time.perf_counter() - start}, checkpoint)
+    finally:
+        bar.close()
+        torch.set_num_threads(threads)
     spent = time.perf_counter() - start
     atomic_torch_save({"state": federation.state_dict(), "log": rows}, final)
     checkpoint.unlink(missing_ok=True)
@@ -175,11 +207,9 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
 def pretrain_cases(cfg: ExperimentConfig, cases, progress: bool = True, workers: int | None = None) -> None:
     """Make sure the pre-trained model of every case in ``cases`` is cached, training the
     missing ones side by side in ``workers`` fresh Python processes (default: one per missing
-    model, at most one per CPU core), each with ``cores // workers`` torch threads.
-
-    Small-batch training uses two cores poorly: on a 2-core machine, two single-threaded
-    trainings side by side finish in about 2/3 of the time of two two-threaded ones in a row.
-    A single missing model is left to :func:`pretrain` in this process.
+    model, at most one per CPU core). :func:`pretrain` trains on one thread, so side by side
+    is how a multi-core machine is used. A single missing model is left to :func:`pretrain`
+    in this process.
     """
     missing = {}
     for case in cases:
@@ -199,8 +229,7 @@ def pretrain_cases(cfg: ExperimentConfig, cases, progress: bool = True, workers:
         procs = [subprocess.Popen([sys.executable, "-c", f"from fmlbd.experiments import _worker; _worker({i})"],
                                   stdin=subprocess.PIPE, text=True) for i in range(len(batch))]
         for proc, case in zip(procs, batch):
-            proc.stdin.write(json.dumps({"config": cfg.to_dict(), "case": case, "threads": max(1, cores // n),
-                                         "progress": progress}))
+            proc.stdin.write(json.dumps({"config": cfg.to_dict(), "case": case, "progress": progress}))
             proc.stdin.close()
         failed = [case for proc, case in zip(procs, batch) if proc.wait() != 0]
         if failed:
@@ -211,7 +240,6 @@ def pretrain_cases(cfg: ExperimentConfig, cases, progress: bool = True, workers:
 def _worker(position: int) -> None:
     """Entry point of a :func:`pretrain_cases` process: job as JSON on stdin."""
     job = json.loads(sys.stdin.read())
-    torch.set_num_threads(job["threads"])
     pretrain(config_from_dict(job["config"]), job["case"], job["progress"], position)
 
 
@@ -428,52 +456,75 @@ def dampening(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = Tru
     return pd.concat(tables, ignore_index=True)
 
 
+def finetune_steps_scored(cfg: ExperimentConfig) -> list[int]:
+    """Steps after which the fine-tuning experiment scores the model: 0 (before), each of the
+    first 10, then every ``attack.finetune_eval_every``-th, and the last."""
+    a = cfg.attack
+    if a.finetune_eval_every < 1:
+        raise ValueError(f"attack.finetune_eval_every must be >= 1 (1 scores every step), not {a.finetune_eval_every}")
+    last = a.finetune_max_steps
+    return sorted({*range(min(10, last) + 1), *range(0, last + 1, a.finetune_eval_every), last})
+
+
 def finetune_failure(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = True) -> pd.DataFrame:
     """Experiment 3: the poisoned global model (right after the attack), fine-tuned on one
-    episode for ``attack.finetune_max_steps`` steps; the metrics after every step, averaged
-    over ``attack.finetune_trials`` episodes. Main-task accuracy follows a benign meta-test
-    episode fine-tuned the same way.
+    episode for ``attack.finetune_max_steps`` steps; the metrics after the steps of
+    :func:`finetune_steps_scored`, averaged over ``attack.finetune_trials`` episodes.
+    Main-task accuracy follows a benign meta-test episode fine-tuned the same way (shared by
+    cases that share the attacked model).
 
     Tidy rows: case, step (0 = before fine-tuning), metric, value.
     """
     a, e = cfg.attack, cfg.eval
+    steps = finetune_steps_scored(cfg)
+    row = {step: i for i, step in enumerate(steps)}
+    key = {"eval": cfg.to_dict()["eval"], "finetune": [a.finetune_max_steps, a.finetune_trials, steps]}
+
+    def curve(model, params, episodes, score, columns, desc):
+        """``{column: [len(steps)]}`` means over ``episodes`` of ``score(episode, params)``."""
+        sums = np.zeros((len(steps), len(columns)))
+        for ep in tqdm(episodes, desc=desc, disable=not progress):
+            def on_step(step, p, ep=ep):
+                if step in row:
+                    sums[row[step]] += score(ep, p)
+
+            on_step(0, params)
+            finetune(model, params, ep.support_x, ep.support_y, a.finetune_max_steps, e.finetune_lr, on_step=on_step)
+        return pd.DataFrame(sums / len(episodes), columns=columns).assign(step=steps)
+
     tables = []
     pretrain_cases(cfg, cases, progress)
     for case in cases:
         att = attack(cfg, case, progress)
+        model, scenario = att.trained.model, att.trained.scenario
 
-        def compute():
-            model, scenario, params = att.trained.model, att.trained.scenario, att.after
+        def main_curve():
+            eps = evaluation_episodes(scenario.pool, scenario.test_classes, e.ways, e.shots, e.queries,
+                                      a.finetune_trials, cfg.seed)
+            return curve(model, att.after, eps, lambda ep, p: accuracy(
+                predict(model, p, support_buffers(model, p, ep.support_x), ep.query_x), ep.query_y),
+                ["main_task_acc"], "fine-tuning, main task")
+
+        def backdoor_curve():
             sets = attack_sets(cfg, scenario)
-            bd_eps = backdoor_episodes(scenario.pool, scenario.test_classes, scenario.target_class,
-                                       scenario.backdoor_classes, case, e.ways, e.shots, e.queries, a.finetune_trials,
-                                       cfg.seed, a.target_label)
-            main_eps = evaluation_episodes(scenario.pool, scenario.test_classes, e.ways, e.shots, e.queries,
-                                           a.finetune_trials, cfg.seed)
-            sums = np.zeros((a.finetune_max_steps + 1, len(METRICS)))
-            for bd, main in tqdm(list(zip(bd_eps, main_eps)), desc=f"fine-tuning case ({case})", disable=not progress):
-                def on_bd(step, p, bd=bd):
-                    buffers = support_buffers(model, p, bd.support_x)
-                    s = score_backdoor_episode(lambda x: predict(model, p, buffers, x), bd, sets,
-                                               scenario.target_class, case)
-                    sums[step, 1:] += [s[m] for m in BACKDOOR_METRICS]
+            eps = backdoor_episodes(scenario.pool, scenario.test_classes, scenario.target_class,
+                                    scenario.backdoor_classes, case, e.ways, e.shots, e.queries, a.finetune_trials,
+                                    cfg.seed, a.target_label)
 
-                def on_main(step, p, main=main):
-                    pred = predict(model, p, support_buffers(model, p, main.support_x), main.query_x)
-                    sums[step, 0] += accuracy(pred, main.query_y)
+            def score(ep, p):
+                buffers = support_buffers(model, p, ep.support_x)
+                s = score_backdoor_episode(lambda x: predict(model, p, buffers, x), ep, sets, scenario.target_class,
+                                           case)
+                return [s[m] for m in BACKDOOR_METRICS]
 
-                on_bd(0, params)
-                on_main(0, params)
-                finetune(model, params, bd.support_x, bd.support_y, a.finetune_max_steps, e.finetune_lr, on_step=on_bd)
-                finetune(model, params, main.support_x, main.support_y, a.finetune_max_steps, e.finetune_lr,
-                         on_step=on_main)
-            means = sums / a.finetune_trials
-            return pd.DataFrame([{"case": case, "step": step, "metric": m, "value": means[step, j]}
-                                 for step in range(a.finetune_max_steps + 1) for j, m in enumerate(METRICS)])
+            return curve(model, att.after, eps, score, list(BACKDOOR_METRICS), f"fine-tuning case ({case})")
 
-        key = {"attack": att.path.name, "case": case, "eval": cfg.to_dict()["eval"],
-               "finetune": [a.finetune_max_steps, a.finetune_trials]}
-        tables.append(cached_table(cfg, "finetune", key, compute))
+        main = cached_table(cfg, "finetune-main", key | {"attack": att.path.name}, main_curve)
+        backdoor = cached_table(cfg, "finetune-backdoor", key | {"attack": att.path.name, "case": case},
+                                backdoor_curve)
+        wide = main.merge(backdoor, on="step")
+        tables.append(wide.melt(id_vars="step", value_vars=list(METRICS), var_name="metric").assign(case=case)
+                      [["case", "step", "metric", "value"]])
     return pd.concat(tables, ignore_index=True)
 
 
@@ -495,14 +546,44 @@ def defense_comparison(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: b
 
 def attention_ablation(cfg: ExperimentConfig, cases=("a", "b"), progress: bool = True) -> pd.DataFrame:
     """The four metrics right after the attack under every kernel x temperature of
-    ``cfg.defense``. Tidy rows: kernel, temperature, case, metric, value."""
-    d = cfg.defense
+    ``cfg.defense``, on the episodes of :func:`attack_metrics` with each of
+    ``defense.ablation_shots`` support images per class (with one, every kernel picks the
+    most similar support image). Each episode's features are computed once and every kernel
+    reads them. Tidy rows: shots, kernel, temperature, case, metric, value."""
+    d, e = cfg.defense, cfg.eval
     grid = [Attention(k, t, d.k) for k in d.ablation_kernels for t in d.ablation_temperatures]
     tables = []
-    for attention in tqdm(grid, desc="attention ablation", disable=not progress):
-        table = one_shot_attack(cfg, cases, False, attention, phases=("after",))
-        tables.append(table.assign(kernel=attention.kernel, temperature=attention.temperature)
-                      [["kernel", "temperature", "case", "metric", "value"]])
+    pretrain_cases(cfg, cases, progress)
+    for case, shots in ((c, k) for c in cases for k in d.ablation_shots):
+        att = attack(cfg, case, progress)
+
+        def compute():
+            model, scenario, params = att.trained.model, att.trained.scenario, att.after
+            sets = attack_sets(cfg, scenario)
+            main_eps = evaluation_episodes(scenario.pool, scenario.test_classes, e.ways, shots, e.queries,
+                                           e.episodes, cfg.seed)
+            bd_eps = backdoor_episodes(scenario.pool, scenario.test_classes, scenario.target_class,
+                                       scenario.backdoor_classes, case, e.ways, shots, e.queries, e.episodes,
+                                       cfg.seed, cfg.attack.target_label)
+            sums = np.zeros((len(grid), len(METRICS)))
+            desc = f"ablation case ({case}), {shots}-shot"
+            for ep in tqdm(main_eps, desc=f"{desc}, main task", disable=not progress):
+                defense = MatchingNetworkDefense(model, params, ep.support_x, ep.support_y)
+                sums[:, 0] += [accuracy(pred, ep.query_y) for pred in defense.predict_each(ep.query_x, grid)]
+            for ep in tqdm(bd_eps, desc=f"{desc}, backdoor", disable=not progress):
+                defense = MatchingNetworkDefense(model, params, ep.support_x, ep.support_y)
+                images, sizes = backdoor_batch(ep, sets, case)
+                for i, pred in enumerate(defense.predict_each(images, grid)):
+                    s = score_backdoor_predictions(pred, sizes, ep, scenario.target_class)
+                    sums[i, 1:] += [s[m] for m in BACKDOOR_METRICS]
+            means = sums / e.episodes
+            return pd.DataFrame([{"shots": shots, "kernel": a.kernel, "temperature": a.temperature, "case": case,
+                                  "metric": m, "value": means[i, j]}
+                                 for i, a in enumerate(grid) for j, m in enumerate(METRICS)])
+
+        key = {"attack": att.path.name, "case": case, "shots": shots, "eval": cfg.to_dict()["eval"],
+               "grid": [[a.kernel, a.temperature, a.k] for a in grid]}
+        tables.append(cached_table(cfg, "ablation", key, compute))
     return pd.concat(tables, ignore_index=True)
 
 

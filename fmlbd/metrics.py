@@ -79,6 +79,25 @@ def scored_rows(source: np.ndarray, episode: Episode, case: str) -> np.ndarray:
     return np.array([int(c) in episode.classes and (int(c), int(i)) not in in_support for c, i in source])
 
 
+def backdoor_batch(episode: Episode, attack, case: str) -> tuple[torch.Tensor, list[int]]:
+    """The images scored in ``episode``: its queries, then the scored rows of the attack
+    training and validation sets, as one batch ``[B, ch, H, W]``, and the three part sizes."""
+    parts = [episode.query_x] + [x[torch.from_numpy(scored_rows(source, episode, case))]
+                                 for x, source in ((attack.train_x, attack.train_source),
+                                                   (attack.val_x, attack.val_source))]
+    return torch.cat(parts), [len(p) for p in parts]
+
+
+def score_backdoor_predictions(pred: torch.Tensor, sizes: Sequence[int], episode: Episode,
+                               target: int) -> dict[str, float]:
+    """The three episode-level metrics from predicted labels ``[B]`` of :func:`backdoor_batch`."""
+    label = episode.classes.index(target)
+    query, train, val = pred.split(list(sizes))
+    return {"meta_test_acc": accuracy(query, episode.query_y),
+            "backdoor_train_acc": (train == label).float().mean().item(),
+            "backdoor_val_acc": (val == label).float().mean().item()}
+
+
 def score_backdoor_episode(classify: Callable[[torch.Tensor], torch.Tensor], episode: Episode, attack, target: int,
                            case: str) -> dict[str, float]:
     """The three episode-level metrics of a classifier adapted to ``episode``.
@@ -86,14 +105,8 @@ def score_backdoor_episode(classify: Callable[[torch.Tensor], torch.Tensor], epi
     classify: images ``[B, ch, H, W]`` -> predicted labels ``[B]`` (each image on its own, so
     the queries and both attack sets go through it in one batch).
     """
-    label = episode.classes.index(target)
-    parts = [episode.query_x] + [x[torch.from_numpy(scored_rows(source, episode, case))]
-                                 for x, source in ((attack.train_x, attack.train_source),
-                                                   (attack.val_x, attack.val_source))]
-    query, train, val = classify(torch.cat(parts)).split([len(p) for p in parts])
-    return {"meta_test_acc": accuracy(query, episode.query_y),
-            "backdoor_train_acc": (train == label).float().mean().item(),
-            "backdoor_val_acc": (val == label).float().mean().item()}
+    images, sizes = backdoor_batch(episode, attack, case)
+    return score_backdoor_predictions(classify(images), sizes, episode, target)
 
 
 def finetuned_classifier(model: nn.Module, params: Params, episode: Episode, steps: int, lr: float):

@@ -83,11 +83,15 @@ def test_defense_experiments_produce_tidy_tables(omniglot_root, tmp_path):
     assert set(table["method"]) == {"fine-tuning", "matching network"}
     assert len(table) == 2 * 2 * 4 and table["value"].between(0, 1).all()
     ablation = experiments.attention_ablation(cfg, ("b",), progress=False)
-    assert set(ablation["kernel"]) == {"softmax", "class_max"} and len(ablation) == 2 * 4
+    assert set(ablation["kernel"]) == {"softmax", "class_max"} and len(ablation) == 2 * 2 * 4
+    # with one support image per class every kernel picks the most similar one: same predictions
+    one_shot = ablation[ablation["shots"] == 1].pivot_table(index="metric", columns="kernel", values="value")
+    assert np.array_equal(one_shot["softmax"], one_shot["class_max"])
     # the ablation's default-kernel row is the defended "after" row of the comparison
     compared = experiments.defense_comparison(cfg, ("b",), progress=False)
     after = compared[(compared["method"] == "matching network") & (compared["phase"] == "after")]
-    default = ablation[(ablation["kernel"] == "softmax") & (ablation["temperature"] == 0.1)]
+    default = ablation[(ablation["kernel"] == "softmax") & (ablation["temperature"] == 0.1)
+                       & (ablation["shots"] == cfg.eval.shots)]
     assert dict(zip(default["metric"], default["value"])) == dict(zip(after["metric"], after["value"]))
     over_rounds = experiments.dampening(cfg, ("a",), progress=False, defense=Attention())
     assert sorted(set(over_rounds["round"])) == [0, 2, 3]

@@ -104,6 +104,40 @@ def test_attack_experiments_produce_tidy_tables(omniglot_root, tmp_path):
     assert np.allclose(cached["value"], ft["value"])
 
 
+def test_finetune_failure_scores_a_step_grid_that_agrees_with_every_step(omniglot_root, tmp_path):
+    grid = smoke(omniglot_root, tmp_path / "grid", **{"attack.finetune_max_steps": 17, "attack.finetune_eval_every": 5})
+    assert experiments.finetune_steps_scored(grid) == list(range(11)) + [15, 17]
+    every = smoke(omniglot_root, tmp_path / "every", **{"attack.finetune_max_steps": 17, "attack.finetune_eval_every": 1})
+    assert experiments.finetune_steps_scored(every) == list(range(18))
+    coarse = experiments.finetune_failure(grid, ("a", "c"), progress=False)
+    fine = experiments.finetune_failure(every, ("a", "c"), progress=False)
+    merged = coarse.merge(fine, on=["case", "step", "metric"], suffixes=("_grid", "_every"))
+    assert len(merged) == len(coarse) == 2 * 13 * 4
+    assert np.allclose(merged["value_grid"], merged["value_every"])
+    # cases (a) and (c) share the attacked model, so the main-task curve is the same one
+    main = coarse[coarse["metric"] == "main_task_acc"].pivot(index="step", columns="case", values="value")
+    assert np.array_equal(main["a"].to_numpy(), main["c"].to_numpy())
+    with pytest.raises(ValueError, match="finetune_eval_every must be >= 1"):
+        experiments.finetune_steps_scored(smoke(omniglot_root, tmp_path, **{"attack.finetune_eval_every": 0}))
+
+
+def test_main_task_accuracy_is_remembered_per_weights(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path)
+    trained = experiments.pretrain(cfg, progress=False)
+    model, scenario = trained.model, trained.scenario
+    first = experiments.main_task_accuracies(cfg, model, trained.params, scenario)
+    first[:] = -1  # callers get copies
+    again = experiments.main_task_accuracies(cfg, model, trained.params, scenario)
+    assert (again >= 0).all()
+    eps = experiments.evaluation_episodes(scenario.pool, scenario.test_classes, cfg.eval.ways, cfg.eval.shots,
+                                          cfg.eval.queries, cfg.eval.episodes, cfg.seed)
+    assert np.array_equal(again, experiments.episode_accuracies(experiments.adapter(cfg, model, trained.params), eps))
+    scrambled = {k: torch.randn_like(v) for k, v in trained.params.items()}
+    assert experiments.params_digest(scrambled) != experiments.params_digest(trained.params)
+    assert np.array_equal(experiments.main_task_accuracies(cfg, model, scrambled, scenario),
+                          experiments.episode_accuracies(experiments.adapter(cfg, model, scrambled), eps))
+
+
 def test_chance_control_scores_keyed_and_clean_images(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path)
     table = experiments.chance_control(cfg, ("a",), progress=False)
@@ -128,5 +162,5 @@ def test_pretrain_cases_trains_missing_models_in_parallel_processes(omniglot_roo
         assert parallel.minutes == 0.0  # trained by a worker process
         alone = experiments.pretrain(smoke(omniglot_root, tmp_path / "alone"), case, progress=False)
         assert alone.minutes > 0
-        for k, v in alone.params.items():
-            torch.testing.assert_close(parallel.params[k], v)
+        for k, v in alone.params.items():  # one thread in both: bit-identical
+            assert torch.equal(parallel.params[k], v)
