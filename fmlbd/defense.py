@@ -14,6 +14,10 @@ Attention kernels (``Attention.kernel``), with ``s_j = cos(f(query), f(support_j
   is as close as its *closest* stored example, so one support image that matches a
   query cannot be outvoted by many dissimilar ones).
 - ``"topk"``: like softmax, over each query's ``k`` most similar support images only.
+
+Default: ``softmax`` with T = 0.1. With one support image per class every kernel picks the
+most similar one, so they coincide at 1-shot; at 5-shot this one had the best main-task
+accuracy in the ablation (notebook 05), and no kernel removed the backdoor.
 """
 from __future__ import annotations
 
