@@ -481,7 +481,8 @@ def finetune_failure(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: boo
     key = {"eval": cfg.to_dict()["eval"], "finetune": [a.finetune_max_steps, a.finetune_trials, steps]}
 
     def curve(model, params, episodes, score, columns, desc):
-        """``{column: [len(steps)]}`` means over ``episodes`` of ``score(episode, params)``."""
+        """One row per scored step: the means over ``episodes`` of ``score(episode, params)`` (one
+        value per column), with a ``step`` column."""
         sums = np.zeros((len(steps), len(columns)))
         for ep in tqdm(episodes, desc=desc, disable=not progress):
             def on_step(step, p, ep=ep):
