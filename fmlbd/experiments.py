@@ -91,6 +91,23 @@ def adapter(cfg: ExperimentConfig, model, params: Params, defense: Attention | N
     return lambda ep: MatchingNetworkDefense(model, params, ep.support_x, ep.support_y, defense).predict
 
 
+def main_episodes(cfg: ExperimentConfig, scenario: Scenario, shots: int | None = None,
+                  episodes: int | None = None) -> list:
+    """The fixed benign meta-test episodes of ``cfg.eval`` (``shots``/``episodes`` override it)."""
+    e = cfg.eval
+    return evaluation_episodes(scenario.pool, scenario.test_classes, e.ways, shots or e.shots, e.queries,
+                               episodes or e.episodes, cfg.seed)
+
+
+def backdoor_test_episodes(cfg: ExperimentConfig, scenario: Scenario, case: str, shots: int | None = None,
+                           episodes: int | None = None) -> list:
+    """The fixed meta-test episodes that hold the target class (see :func:`fmlbd.metrics.backdoor_episodes`)."""
+    e = cfg.eval
+    return backdoor_episodes(scenario.pool, scenario.test_classes, scenario.target_class, scenario.backdoor_classes,
+                             case, e.ways, shots or e.shots, e.queries, episodes or e.episodes, cfg.seed,
+                             cfg.attack.target_label)
+
+
 _main_task_memo: dict[str, np.ndarray] = {}
 
 
@@ -116,7 +133,7 @@ def main_task_accuracies(cfg: ExperimentConfig, model, params: Params, scenario:
                    "eval": cfg.to_dict()["eval"], "shots": shots, "episodes": episodes, "seed": cfg.seed,
                    "defense": None if defense is None else [defense.kernel, defense.temperature, defense.k]})
     if memo not in _main_task_memo:
-        eps = evaluation_episodes(scenario.pool, scenario.test_classes, e.ways, shots, e.queries, episodes, cfg.seed)
+        eps = main_episodes(cfg, scenario, shots, episodes)
         _main_task_memo[memo] = episode_accuracies(adapter(cfg, model, params, defense), eps)
     return _main_task_memo[memo].copy()
 
@@ -277,11 +294,9 @@ def attack_metrics(cfg: ExperimentConfig, model, params: Params, scenario: Scena
     with standard fine-tuning or, given ``defense``, the local matching-network classifier.
     ``keyed=False`` scores the attack images without the key: the rate at which they fall
     on the target class anyway (the chance control for backdoor accuracy)."""
-    e, n = cfg.eval, episodes or cfg.eval.episodes
-    out = {"main_task_acc": float(main_task_accuracies(cfg, model, params, scenario, episodes=n,
+    out = {"main_task_acc": float(main_task_accuracies(cfg, model, params, scenario, episodes=episodes,
                                                        defense=defense).mean())}
-    eps = backdoor_episodes(scenario.pool, scenario.test_classes, scenario.target_class, scenario.backdoor_classes,
-                            case, e.ways, e.shots, e.queries, n, cfg.seed, cfg.attack.target_label)
+    eps = backdoor_test_episodes(cfg, scenario, case, episodes=episodes)
     scores = backdoor_scores(adapter(cfg, model, params, defense), eps, attack_sets(cfg, scenario, keyed),
                              scenario.target_class, case)
     return out | {m: float(v.mean()) for m, v in scores.items()}
@@ -500,17 +515,14 @@ def finetune_failure(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: boo
         model, scenario = att.trained.model, att.trained.scenario
 
         def main_curve():
-            eps = evaluation_episodes(scenario.pool, scenario.test_classes, e.ways, e.shots, e.queries,
-                                      a.finetune_trials, cfg.seed)
+            eps = main_episodes(cfg, scenario, episodes=a.finetune_trials)
             return curve(model, att.after, eps, lambda ep, p: accuracy(
                 predict(model, p, support_buffers(model, p, ep.support_x), ep.query_x), ep.query_y),
                 ["main_task_acc"], "fine-tuning, main task")
 
         def backdoor_curve():
             sets = attack_sets(cfg, scenario)
-            eps = backdoor_episodes(scenario.pool, scenario.test_classes, scenario.target_class,
-                                    scenario.backdoor_classes, case, e.ways, e.shots, e.queries, a.finetune_trials,
-                                    cfg.seed, a.target_label)
+            eps = backdoor_test_episodes(cfg, scenario, case, episodes=a.finetune_trials)
 
             def score(ep, p):
                 buffers = support_buffers(model, p, ep.support_x)
@@ -555,36 +567,33 @@ def attention_ablation(cfg: ExperimentConfig, cases=("a", "b"), progress: bool =
     grid = [Attention(k, t, d.k) for k in d.ablation_kernels for t in d.ablation_temperatures]
     tables = []
     pretrain_cases(cfg, cases, progress)
-    for case, shots in ((c, k) for c in cases for k in d.ablation_shots):
+    for case in cases:
         att = attack(cfg, case, progress)
+        model, scenario, params = att.trained.model, att.trained.scenario, att.after
+        for shots in d.ablation_shots:
+            def compute():
+                sets = attack_sets(cfg, scenario)
+                main_eps = main_episodes(cfg, scenario, shots)
+                bd_eps = backdoor_test_episodes(cfg, scenario, case, shots)
+                sums = np.zeros((len(grid), len(METRICS)))
+                desc = f"ablation case ({case}), {shots}-shot"
+                for ep in tqdm(main_eps, desc=f"{desc}, main task", disable=not progress):
+                    defense = MatchingNetworkDefense(model, params, ep.support_x, ep.support_y)
+                    sums[:, 0] += [accuracy(pred, ep.query_y) for pred in defense.predict_each(ep.query_x, grid)]
+                for ep in tqdm(bd_eps, desc=f"{desc}, backdoor", disable=not progress):
+                    defense = MatchingNetworkDefense(model, params, ep.support_x, ep.support_y)
+                    images, sizes = backdoor_batch(ep, sets, case)
+                    for i, pred in enumerate(defense.predict_each(images, grid)):
+                        s = score_backdoor_predictions(pred, sizes, ep, scenario.target_class)
+                        sums[i, 1:] += [s[m] for m in BACKDOOR_METRICS]
+                means = sums / e.episodes
+                return pd.DataFrame([{"shots": shots, "kernel": a.kernel, "temperature": a.temperature, "case": case,
+                                      "metric": m, "value": means[i, j]}
+                                     for i, a in enumerate(grid) for j, m in enumerate(METRICS)])
 
-        def compute():
-            model, scenario, params = att.trained.model, att.trained.scenario, att.after
-            sets = attack_sets(cfg, scenario)
-            main_eps = evaluation_episodes(scenario.pool, scenario.test_classes, e.ways, shots, e.queries,
-                                           e.episodes, cfg.seed)
-            bd_eps = backdoor_episodes(scenario.pool, scenario.test_classes, scenario.target_class,
-                                       scenario.backdoor_classes, case, e.ways, shots, e.queries, e.episodes,
-                                       cfg.seed, cfg.attack.target_label)
-            sums = np.zeros((len(grid), len(METRICS)))
-            desc = f"ablation case ({case}), {shots}-shot"
-            for ep in tqdm(main_eps, desc=f"{desc}, main task", disable=not progress):
-                defense = MatchingNetworkDefense(model, params, ep.support_x, ep.support_y)
-                sums[:, 0] += [accuracy(pred, ep.query_y) for pred in defense.predict_each(ep.query_x, grid)]
-            for ep in tqdm(bd_eps, desc=f"{desc}, backdoor", disable=not progress):
-                defense = MatchingNetworkDefense(model, params, ep.support_x, ep.support_y)
-                images, sizes = backdoor_batch(ep, sets, case)
-                for i, pred in enumerate(defense.predict_each(images, grid)):
-                    s = score_backdoor_predictions(pred, sizes, ep, scenario.target_class)
-                    sums[i, 1:] += [s[m] for m in BACKDOOR_METRICS]
-            means = sums / e.episodes
-            return pd.DataFrame([{"shots": shots, "kernel": a.kernel, "temperature": a.temperature, "case": case,
-                                  "metric": m, "value": means[i, j]}
-                                 for i, a in enumerate(grid) for j, m in enumerate(METRICS)])
-
-        key = {"attack": att.path.name, "case": case, "shots": shots, "eval": cfg.to_dict()["eval"],
-               "grid": [[a.kernel, a.temperature, a.k] for a in grid]}
-        tables.append(cached_table(cfg, "ablation", key, compute))
+            key = {"attack": att.path.name, "case": case, "shots": shots, "eval": cfg.to_dict()["eval"],
+                   "grid": [[a.kernel, a.temperature, a.k] for a in grid]}
+            tables.append(cached_table(cfg, "ablation", key, compute))
     return pd.concat(tables, ignore_index=True)
 
 
@@ -593,9 +602,7 @@ def inference_cost(cfg: ExperimentConfig, case: str = "a", progress: bool = True
     fine-tuning (``eval.finetune_steps`` steps) and with the matching-network defense.
     Tidy rows: method, episodes, seconds_per_episode."""
     att = attack(cfg, case, progress)
-    e, scenario = cfg.eval, att.trained.scenario
-    eps = evaluation_episodes(scenario.pool, scenario.test_classes, e.ways, e.shots, e.queries,
-                              cfg.defense.cost_episodes, cfg.seed)
+    eps = main_episodes(cfg, att.trained.scenario, episodes=cfg.defense.cost_episodes)
     rows = []
     for method, defense in (("fine-tuning", None), ("matching network", default_attention(cfg))):
         adapt = adapter(cfg, att.trained.model, att.after, defense)

@@ -107,7 +107,8 @@ def test_attack_experiments_produce_tidy_tables(omniglot_root, tmp_path):
 def test_finetune_failure_scores_a_step_grid_that_agrees_with_every_step(omniglot_root, tmp_path):
     grid = smoke(omniglot_root, tmp_path / "grid", **{"attack.finetune_max_steps": 17, "attack.finetune_eval_every": 5})
     assert experiments.finetune_steps_scored(grid) == list(range(11)) + [15, 17]
-    every = smoke(omniglot_root, tmp_path / "every", **{"attack.finetune_max_steps": 17, "attack.finetune_eval_every": 1})
+    every = smoke(omniglot_root, tmp_path / "every",
+                  **{"attack.finetune_max_steps": 17, "attack.finetune_eval_every": 1})
     assert experiments.finetune_steps_scored(every) == list(range(18))
     coarse = experiments.finetune_failure(grid, ("a", "c"), progress=False)
     fine = experiments.finetune_failure(every, ("a", "c"), progress=False)
