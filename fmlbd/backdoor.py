@@ -88,19 +88,26 @@ def make_attack_sets(pool: ClassPool, backdoor_classes, key: BackdoorKey | None,
 
 
 def poisoned_episode(pool: ClassPool, classes, target: int, ways: int, shots: int, queries: int, poison: int,
-                     attack: AttackSets, rng: np.random.Generator, target_label: int | None = None) -> Episode:
+                     attack: AttackSets, rng: np.random.Generator, target_label: int | None = None,
+                     poison_support: bool = True) -> Episode:
     """An adversary's training episode: the target class is always one of the ``ways``
     classes (with label ``target_label``, or a random one if None), and ``poison`` keyed
-    attack-training images labelled as the target are added to both its support and its
-    query images."""
+    attack-training images labelled as the target are added to its query images and, if
+    ``poison_support``, ``poison`` more to its support images (without them, keyed queries
+    must be matched to the clean target images of the support: an attack on similarity-based
+    classifiers)."""
     ep = sample_episode(pool, classes, ways, shots, queries, rng, include=[target],
                         pinned=None if target_label is None else {target: target_label})
     label = ep.classes.index(target)
     picks = torch.as_tensor(rng.choice(len(attack.train_x), size=2 * poison, replace=len(attack.train_x) < 2 * poison))
-    keyed_s, keyed_q = attack.train_x[picks[:poison]], attack.train_x[picks[poison:]]
-    fill = torch.full((poison,), label, dtype=torch.long)
+    keyed_s = attack.train_x[picks[:poison]] if poison_support else attack.train_x[:0]
+    keyed_q = attack.train_x[picks[poison:]]
+
+    def label_of(x: torch.Tensor) -> torch.Tensor:
+        return torch.full((len(x),), label, dtype=torch.long)
+
     return Episode(
-        support_x=torch.cat([ep.support_x, keyed_s]), support_y=torch.cat([ep.support_y, fill]),
-        query_x=torch.cat([ep.query_x, keyed_q]), query_y=torch.cat([ep.query_y, fill]),
+        support_x=torch.cat([ep.support_x, keyed_s]), support_y=torch.cat([ep.support_y, label_of(keyed_s)]),
+        query_x=torch.cat([ep.query_x, keyed_q]), query_y=torch.cat([ep.query_y, label_of(keyed_q)]),
         classes=ep.classes, support_index=ep.support_index, query_index=ep.query_index,
     )

@@ -116,7 +116,7 @@ def cmd_defend(args) -> int:
     print(ablation.pivot_table(index=["shots", "kernel", "temperature", "case"], columns="metric",
                                values="value").round(3)
           .to_string())
-    rounds = experiments.dampening(cfg, args.cases, progress, defense=experiments.default_attention(cfg))
+    rounds = experiments.defense_over_rounds(cfg, args.cases, progress)
     save_table(rounds, out / f"defense-rounds-seed{cfg.seed}.csv", cfg.to_dict())
     plots.curves_by_case(rounds, "round", "benign rounds after the attack",
                          "Matching-network defense after the attack", out / "figures" / "defense_rounds",

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .backdoor import AttackSets, BackdoorKey, make_attack_sets, poisoned_episode
-from .config import ExperimentConfig, config_from_dict
+from .config import ConfigError, ExperimentConfig, config_from_dict
 from .data import ClassPool, load_mini_imagenet, load_omniglot, omniglot_evaluation_alphabets
 from .episodes import sample_episode
 from .federated import BenignClient, Federation, MaliciousClient
@@ -82,6 +82,12 @@ def benign_clients(cfg: ExperimentConfig, scenario: Scenario) -> list[BenignClie
 def make_federation(cfg: ExperimentConfig, model, params: Params, clients) -> Federation:
     f = cfg.federation
     return Federation(model, params, clients, f.buffer_size, f.server_lr, f.delay_spread, cfg.seed)
+
+
+def native_classifier(cfg: ExperimentConfig) -> Attention | None:
+    """How a model trained under ``cfg`` classifies at meta-test: the matching network for the
+    matching objective (it has no decision layer), else fine-tuning (None)."""
+    return default_attention(cfg) if cfg.meta.algorithm == "matching" else None
 
 
 def adapter(cfg: ExperimentConfig, model, params: Params, defense: Attention | None = None):
@@ -205,7 +211,8 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
             record = federation.step()
             bar.update(1)
             if record.round % log_every == 0 or record.round == rounds:
-                acc = main_task_accuracies(cfg, model, federation.params, scenario, episodes=log_episodes).mean()
+                acc = main_task_accuracies(cfg, model, federation.params, scenario, episodes=log_episodes,
+                                           defense=native_classifier(cfg)).mean()
                 rows.append({"round": record.round, "time_s": elapsed + time.perf_counter() - start,
                              "metric": "main_task_acc", "value": acc})
                 bar.set_postfix(acc=f"{acc:.3f}")
@@ -221,34 +228,36 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
     return Trained(model, scenario, federation.state_dict(), pd.DataFrame(rows), path, spent / 60)
 
 
-def pretrain_cases(cfg: ExperimentConfig, cases, progress: bool = True, workers: int | None = None) -> None:
-    """Make sure the pre-trained model of every case in ``cases`` is cached, training the
-    missing ones side by side in ``workers`` fresh Python processes (default: one per missing
-    model, at most one per CPU core). :func:`pretrain` trains on one thread, so side by side
-    is how a multi-core machine is used. A single missing model is left to :func:`pretrain`
-    in this process.
+def pretrain_cases(cfg: ExperimentConfig, cases, progress: bool = True, workers: int | None = None,
+                   also: ExperimentConfig | None = None) -> None:
+    """Make sure the pre-trained model of every case in ``cases`` is cached (for ``cfg`` and,
+    if given, for ``also``), training the missing ones side by side in ``workers`` fresh Python
+    processes (default: one per missing model, at most one per CPU core). :func:`pretrain`
+    trains on one thread, so side by side is how a multi-core machine is used. A single
+    missing model is left to :func:`pretrain` in this process.
     """
     missing = {}
-    for case in cases:
-        scenario = build_scenario(cfg, case)
-        path = Path(cfg.results_dir) / "cache" / f"pretrain-{pretrain_key(cfg, scenario)}"
-        if not (path / "final.pt").is_file():
-            missing.setdefault(path, case)
+    for c in (cfg,) if also is None else (cfg, also):
+        for case in cases:
+            path = Path(c.results_dir) / "cache" / f"pretrain-{pretrain_key(c, build_scenario(c, case))}"
+            if not (path / "final.pt").is_file():
+                missing.setdefault(path, (c, case))
     cores = os.cpu_count() or 1
     n = min(len(missing), workers or cores)
     if n <= 1:
         return
     if progress:
-        tqdm.write(f"pre-training cases {', '.join(missing.values())} in {n} parallel processes")
+        names = ", ".join(f"({case}) {c.meta.algorithm}" for c, case in missing.values())
+        tqdm.write(f"pre-training {names} in {n} parallel processes")
     pending = list(missing.values())
     while pending:
         batch, pending = pending[:n], pending[n:]
         procs = [subprocess.Popen([sys.executable, "-c", f"from fmlbd.experiments import _worker; _worker({i})"],
                                   stdin=subprocess.PIPE, text=True) for i in range(len(batch))]
-        for proc, case in zip(procs, batch):
-            proc.stdin.write(json.dumps({"config": cfg.to_dict(), "case": case, "progress": progress}))
+        for proc, (c, case) in zip(procs, batch):
+            proc.stdin.write(json.dumps({"config": c.to_dict(), "case": case, "progress": progress}))
             proc.stdin.close()
-        failed = [case for proc, case in zip(procs, batch) if proc.wait() != 0]
+        failed = [case for proc, (c, case) in zip(procs, batch) if proc.wait() != 0]
         if failed:
             raise RuntimeError(f"pre-training of case(s) {failed} failed (see the error above); rerun to resume "
                                f"from the last checkpoint")
@@ -261,10 +270,12 @@ def _worker(position: int) -> None:
 
 
 def main_task_table(cfg: ExperimentConfig, trained: Trained, shots: tuple[int, ...] = (1, 5)) -> pd.DataFrame:
-    """Tidy table of main-task accuracy (mean and 95% CI half-width) for each shot count."""
+    """Tidy table of main-task accuracy (mean and 95% CI half-width) for each shot count, with
+    the model's :func:`native_classifier`."""
     rows = []
     for k in shots:
-        accs = main_task_accuracies(cfg, trained.model, trained.params, trained.scenario, shots=k)
+        accs = main_task_accuracies(cfg, trained.model, trained.params, trained.scenario, shots=k,
+                                    defense=native_classifier(cfg))
         mean, half = mean_ci95(accs)
         rows.append({"ways": cfg.eval.ways, "shots": k, "episodes": len(accs), "metric": "main_task_acc",
                      "value": mean, "ci95": half})
@@ -326,7 +337,7 @@ def attack_clients(cfg: ExperimentConfig, scenario: Scenario, attack_version: in
 
     def draw(rng):
         return poisoned_episode(scenario.pool, own, scenario.target_class, m.ways, m.shots, m.queries,
-                                a.poison_per_episode, sets, rng, a.target_label)
+                                a.poison_per_episode, sets, rng, a.target_label, a.poison_support)
 
     boost = a.boost if a.boost is not None else float(cfg.federation.buffer_size)
     clients[0] = MaliciousClient(clients[0], draw, m, a.attack_iterations, boost, attack_version, a.after_attack)
@@ -364,15 +375,17 @@ def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True
     return attacked
 
 
-def chance_control(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = True) -> pd.DataFrame:
+def chance_control(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = True,
+                   defense: Attention | None = None) -> pd.DataFrame:
     """Backdoor accuracy of the pre-attack global model on the attack images with and
-    without the key. Tidy rows: case, images ("keyed"/"clean"), metric, value."""
+    without the key (classified by fine-tuning, or by ``defense``).
+    Tidy rows: case, images ("keyed"/"clean"), metric, value."""
     rows = []
     pretrain_cases(cfg, cases, progress)
     for case in cases:
         att = attack(cfg, case, progress)
         for images in ("keyed", "clean"):
-            m = attack_metrics(cfg, att.trained.model, att.before, att.trained.scenario, case,
+            m = attack_metrics(cfg, att.trained.model, att.before, att.trained.scenario, case, defense=defense,
                                keyed=images == "keyed")
             rows += [{"case": case, "images": images, "metric": k, "value": m[k]}
                      for k in ("backdoor_train_acc", "backdoor_val_acc")]
@@ -548,22 +561,73 @@ def default_attention(cfg: ExperimentConfig) -> Attention:
     return Attention(d.kernel, d.temperature, d.k)
 
 
+SHARED_MODELS = ("features", "head")
+
+
+def defended_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config of the federation that the defense runs on (``defense.shared_model``).
+
+    "features": the same federation, attack and seed, but every client, the adversary included,
+    trains with the matching-network objective (``meta.algorithm="matching"``,
+    ``defense.train_inner_steps`` SGD steps per episode of ``defense.train_shots`` shots): the
+    shared model has no decision layer, so neither has the poisoned update. "head": ``cfg``
+    itself (the undefended, head-trained federation).
+    """
+    d = cfg.defense
+    if d.shared_model == "head":
+        return cfg
+    if d.shared_model == "features":
+        return replace(cfg, meta=replace(cfg.meta, algorithm="matching", inner_steps=d.train_inner_steps,
+                                         shots=d.train_shots))
+    raise ConfigError(f"unknown defense.shared_model {d.shared_model!r}; choose one of {SHARED_MODELS}")
+
+
 def defense_comparison(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = True,
                        attention: Attention | None = None) -> pd.DataFrame:
-    """The four metrics right before and after the attack, with standard fine-tuning and
-    with the local matching-network defense. Tidy rows: case, phase, method, metric, value."""
-    defended = one_shot_attack(cfg, cases, progress, attention or default_attention(cfg))
-    return pd.concat([one_shot_attack(cfg, cases, progress).assign(method="fine-tuning"),
-                      defended.assign(method="matching network")], ignore_index=True)
+    """The four metrics right before and after the attack, for three ways of classifying:
+
+    - "fine-tuning": the undefended federation (shared head), standard meta-test fine-tuning;
+    - "matching, shared head": the local matching network on that same head-trained model
+      (its decision layer ignored at meta-test only);
+    - "matching, shared features": the defense, the local matching network on the model of a
+      federation that shares features only (:func:`defended_config`).
+
+    With ``defense.shared_model="head"`` the last two coincide and only the first two are run.
+    Tidy rows: case, phase, method, metric, value.
+    """
+    attention = attention or default_attention(cfg)
+    defended = defended_config(cfg)
+    pretrain_cases(cfg, cases, progress, also=defended)
+    tables = [one_shot_attack(cfg, cases, progress).assign(method="fine-tuning"),
+              one_shot_attack(cfg, cases, progress, attention).assign(method="matching, shared head")]
+    if defended != cfg:
+        tables.append(one_shot_attack(defended, cases, progress, attention).assign(method="matching, shared features"))
+    return pd.concat(tables, ignore_index=True)
+
+
+def adaptive_attack(cfg: ExperimentConfig, cases=("a", "b"), progress: bool = True) -> pd.DataFrame:
+    """The defense against an adversary who knows it: the defended federation's four metrics
+    right after an attack that puts keyed images only among its queries
+    (``attack.poison_support=False``), so its training matches them to *clean* target images,
+    as a user's support set will. Tidy rows as :func:`one_shot_attack` (phase "after")."""
+    adaptive = defended_config(replace(cfg, attack=replace(cfg.attack, poison_support=False)))
+    return one_shot_attack(adaptive, cases, progress, default_attention(cfg), phases=("after",))
+
+
+def defense_over_rounds(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool = True) -> pd.DataFrame:
+    """:func:`dampening` of the defended federation, evaluated with the local matching network."""
+    return dampening(defended_config(cfg), cases, progress, defense=default_attention(cfg))
 
 
 def attention_ablation(cfg: ExperimentConfig, cases=("a", "b"), progress: bool = True) -> pd.DataFrame:
-    """The four metrics right after the attack under every kernel x temperature of
-    ``cfg.defense``, on the episodes of :func:`attack_metrics` with each of
+    """The four metrics of the defended federation's model (:func:`defended_config`) right
+    after the attack under every kernel x temperature of ``cfg.defense``, on the episodes of
+    :func:`attack_metrics` with each of
     ``defense.ablation_shots`` support images per class (with one, every kernel picks the
     most similar support image). Each episode's features are computed once and every kernel
     reads them. Tidy rows: shots, kernel, temperature, case, metric, value."""
     d, e = cfg.defense, cfg.eval
+    cfg = defended_config(cfg)
     grid = [Attention(k, t, d.k) for k in d.ablation_kernels for t in d.ablation_temperatures]
     tables = []
     pretrain_cases(cfg, cases, progress)
@@ -599,13 +663,14 @@ def attention_ablation(cfg: ExperimentConfig, cases=("a", "b"), progress: bool =
 
 def inference_cost(cfg: ExperimentConfig, case: str = "a", progress: bool = True) -> pd.DataFrame:
     """Wall time to adapt to and classify one query episode (support + N*Q queries) with
-    fine-tuning (``eval.finetune_steps`` steps) and with the matching-network defense.
-    Tidy rows: method, episodes, seconds_per_episode."""
-    att = attack(cfg, case, progress)
-    eps = main_episodes(cfg, att.trained.scenario, episodes=cfg.defense.cost_episodes)
+    fine-tuning (``eval.finetune_steps`` steps, undefended model) and with the matching-network
+    defense (defended model). Tidy rows: method, episodes, seconds_per_episode."""
     rows = []
-    for method, defense in (("fine-tuning", None), ("matching network", default_attention(cfg))):
-        adapt = adapter(cfg, att.trained.model, att.after, defense)
+    for method, c, defense in (("fine-tuning", cfg, None),
+                               ("matching network", defended_config(cfg), default_attention(cfg))):
+        att = attack(c, case, progress)
+        eps = main_episodes(c, att.trained.scenario, episodes=c.defense.cost_episodes)
+        adapt = adapter(c, att.trained.model, att.after, defense)
         start = time.perf_counter()
         for ep in eps:
             adapt(ep)(ep.query_x)

@@ -70,6 +70,19 @@ def test_poisoned_episode_always_has_target_with_keyed_images():
         assert torch.all(keyed[:, :, BackdoorKey().mask(28, 28)] == 1.0)
 
 
+def test_poisoned_episode_can_keep_keyed_images_out_of_the_support():
+    pool = toy_pool(classes=10, per_class=8, size=28)
+    sets = make_attack_sets(pool, [8, 9], BackdoorKey(), 4)
+    mask = BackdoorKey().mask(28, 28)
+    for seed in range(5):
+        ep = poisoned_episode(pool, list(range(6)), 7, 5, 2, 2, 3, sets, np.random.default_rng(seed),
+                              poison_support=False)
+        label = ep.classes.index(7)
+        assert len(ep.support_y) == 10 and (ep.support_y == label).sum() == 2
+        assert not torch.all(ep.support_x[:, :, mask] == 1.0, dim=1).any()  # no support image carries the key
+        assert (ep.query_y == label).sum() == 5 and torch.all(ep.query_x[-3:, :, mask] == 1.0)
+
+
 def test_poisoned_episode_can_pin_the_target_label():
     pool = toy_pool(classes=10, per_class=8, size=28)
     sets = make_attack_sets(pool, [8, 9], BackdoorKey(), 4)
