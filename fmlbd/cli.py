@@ -94,7 +94,7 @@ def cmd_attack(args) -> int:
 
 
 def cmd_defend(args) -> int:
-    """Defense experiments: with/without defense, attention ablation, over rounds, inference cost."""
+    """Defense experiments: with/without defense, adaptive adversary, attention ablation, over rounds, cost."""
     from . import experiments, plots
     from .results import save_table
 
@@ -110,6 +110,10 @@ def cmd_defend(args) -> int:
     print("== defense (right before / after the attack)")
     print(comparison.pivot_table(index=["case", "phase", "method"], columns="metric", values="value").round(3)
           .to_string())
+    adaptive = experiments.adaptive_attack(cfg, args.cases, progress)
+    save_table(adaptive, out / f"defense-adaptive-seed{cfg.seed}.csv", cfg.to_dict())
+    print("== adaptive adversary (keyed images only among its queries), defended, right after the attack")
+    print(adaptive.pivot_table(index="case", columns="metric", values="value").round(3).to_string())
     ablation = experiments.attention_ablation(cfg, [c for c in args.cases if c != "c"] or args.cases, progress)
     save_table(ablation, out / f"defense-ablation-seed{cfg.seed}.csv", cfg.to_dict())
     print("== attention ablation (right after the attack)")

@@ -7,6 +7,10 @@ to the stored support features. The shared decision layer is never used, and
 nothing but the global model and the user's own images is ever read: the API has
 no way to receive other clients' updates.
 
+It removes a backdoor only where the federation shares features and no decision layer
+(:func:`matching_loss` trains them; ``experiments.defended_config``): on a head-trained
+model the backdoor lives in the features and the matching network follows it (notebook 05).
+
 Attention kernels (``Attention.kernel``), with ``s_j = cos(f(query), f(support_j))``:
 
 - ``"softmax"``: ``p(c) = sum_{j: y_j = c} softmax_j(s_j / T)`` (Vinyals et al.).
@@ -17,7 +21,8 @@ Attention kernels (``Attention.kernel``), with ``s_j = cos(f(query), f(support_j
 
 Default: ``softmax`` with T = 0.1. With one support image per class every kernel picks the
 most similar one, so they coincide at 1-shot; at 5-shot this one had the best main-task
-accuracy in the ablation (notebook 05), and no kernel removed the backdoor.
+accuracy in the ablation on the defended federation (notebook 05: 0.915 vs 0.903-0.909 in
+case (a)), and every kernel left the backdoor removed.
 """
 from __future__ import annotations
 

@@ -128,3 +128,15 @@ def test_defense_experiments_produce_tidy_tables(omniglot_root, tmp_path):
     assert sorted(set(over_rounds["round"])) == [0, 2, 3]
     cost = experiments.inference_cost(cfg, progress=False)
     assert list(cost["method"]) == ["fine-tuning", "matching network"] and (cost["seconds_per_episode"] > 0).all()
+
+
+def test_defend_command_writes_every_table(omniglot_root, tmp_path, capsys):
+    from fmlbd.cli import main
+
+    assert main(["defend", "--profile", "smoke", "--data-root", str(omniglot_root), "--results-dir", str(tmp_path),
+                 "--cases", "a", "b", "--no-progress"]) == 0
+    out = tmp_path / "smoke"
+    for name in ("defense", "defense-adaptive", "defense-ablation", "defense-rounds", "defense-cost"):
+        assert (out / f"{name}-seed0.csv").is_file() and (out / f"{name}-seed0.meta.json").is_file(), name
+    assert (out / "figures" / "defense_after_attack.png").is_file()
+    assert "adaptive adversary" in capsys.readouterr().out
