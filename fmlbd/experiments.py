@@ -622,10 +622,10 @@ def defense_over_rounds(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: 
 def attention_ablation(cfg: ExperimentConfig, cases=("a", "b"), progress: bool = True) -> pd.DataFrame:
     """The four metrics of the defended federation's model (:func:`defended_config`) right
     after the attack under every kernel x temperature of ``cfg.defense``, on the episodes of
-    :func:`attack_metrics` with each of
-    ``defense.ablation_shots`` support images per class (with one, every kernel picks the
-    most similar support image). Each episode's features are computed once and every kernel
-    reads them. Tidy rows: shots, kernel, temperature, case, metric, value."""
+    :func:`attack_metrics` with each of ``defense.ablation_shots`` support images per class
+    (with one, every kernel picks the most similar support image). Each episode's features
+    are computed once and every kernel reads them.
+    Tidy rows: shots, kernel, temperature, case, metric, value."""
     d, e = cfg.defense, cfg.eval
     cfg = defended_config(cfg)
     grid = [Attention(k, t, d.k) for k in d.ablation_kernels for t in d.ablation_temperatures]
