@@ -94,6 +94,10 @@ class AttackConfig:
     #: the matching-network defense; Reptile trains on support and queries alike, so then sees half as many)
     poison_support: bool = True
     attack_iterations: int = 50                 #: meta-steps of the adversary's poisoned local training
+    #: the adversary's random draw for its poisoned training (episodes, minibatches): 0 = its own seeded
+    #: stream of the federation; n > 0 reseeds it, the pre-trained model and every other client unchanged
+    draw: int = 0
+    draws: int = 5                              #: adversary draws (``draw`` = 0..n-1) in ``experiments.attack_draws``
     boost: Optional[float] = None               #: update multiplier; None = federation.buffer_size
     after_attack: str = "benign"                #: adversary after its one shot: "benign" or "silent"
     dampening_rounds: int = 100                 #: benign rounds after the attack (federated dampening)
@@ -168,7 +172,7 @@ PROFILES: dict[str, ExperimentConfig] = {
         federation=FederationConfig(rounds=4, checkpoint_every=1),
         eval=EvalConfig(episodes=4, finetune_steps=2, log_every=2, log_episodes=2),
         attack=AttackConfig(attack_iterations=2, dampening_rounds=3, curve_every=2, curve_episodes=2,
-                            finetune_max_steps=3, finetune_trials=2),
+                            finetune_max_steps=3, finetune_trials=2, draws=2),
         defense=DefenseConfig(ablation_kernels=("softmax", "class_max"), ablation_temperatures=(0.1,),
                               ablation_shots=(1, 2), cost_episodes=2),
     ),

@@ -354,7 +354,7 @@ def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True
     trained = pretrain(cfg, case, progress)
     d = cfg.to_dict()
     key = key_of({"pretrain": trained.path.name, "attack": {k: v for k, v in d["attack"].items()
-                                                             if k not in ("case",) and not k.startswith(("dampening",
+                                                             if k not in ("case", "draws") and not k.startswith(("dampening",
                                                              "curve", "finetune"))}})
     path = Path(cfg.results_dir) / "cache" / f"attack-{key}"
     if (path / "attacked.pt").is_file():
@@ -363,6 +363,8 @@ def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True
     federation = make_federation(cfg, trained.model, trained.params,
                                  attack_clients(cfg, trained.scenario, cfg.federation.rounds))
     federation.load_state_dict(trained.state)
+    if cfg.attack.draw:
+        federation.client_rngs[0] = np.random.default_rng([cfg.seed, 7, cfg.attack.draw])
     while True:
         before = {k: v.clone() for k, v in federation.params.items()}
         record = federation.step()
@@ -432,6 +434,20 @@ def one_shot_attack(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: bool
             key["phases"] = list(phases)
         rows.append(cached_table(cfg, "one-shot", key, compute))
     return pd.concat(rows, ignore_index=True)
+
+
+def attack_draws(cfg: ExperimentConfig, cases=("a", "b"), progress: bool = True,
+                 defense: Attention | None = None) -> pd.DataFrame:
+    """The four metrics right after the attack for ``attack.draws`` random draws of the
+    adversary (``attack.draw`` = 0, 1, ...): same pre-trained model, same other clients, a
+    different poisoned training. One draw is one sample of the attack's outcome; this shows
+    its spread. Tidy rows: case, draw, metric, value."""
+    tables = []
+    for draw in range(cfg.attack.draws):
+        c = replace(cfg, attack=replace(cfg.attack, draw=draw))
+        table = one_shot_attack(c, cases, progress, defense, phases=("after",))
+        tables.append(table.drop(columns=["phase"]).assign(draw=draw))
+    return pd.concat(tables, ignore_index=True)[["case", "draw", "attack_round", "metric", "value"]]
 
 
 def dampening_snapshots(cfg: ExperimentConfig, case: str, progress: bool = True) -> dict[int, Params]:
@@ -563,6 +579,10 @@ def default_attention(cfg: ExperimentConfig) -> Attention:
 
 SHARED_MODELS = ("features", "head")
 
+#: what the defense should achieve right after the attack in cases (a) and (b): backdoor accuracy
+#: at most BACKDOOR_CEILING, main task at most MAIN_TASK_SLACK below the undefended pre-attack model's
+BACKDOOR_CEILING, MAIN_TASK_SLACK = 0.30, 0.05
+
 
 def defended_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """The config of the federation that the defense runs on (``defense.shared_model``).
@@ -603,6 +623,20 @@ def defense_comparison(cfg: ExperimentConfig, cases=("a", "b", "c"), progress: b
     if defended != cfg:
         tables.append(one_shot_attack(defended, cases, progress, attention).assign(method="matching, shared features"))
     return pd.concat(tables, ignore_index=True)
+
+
+def defense_draws(cfg: ExperimentConfig, cases=("a", "b"), progress: bool = True) -> pd.DataFrame:
+    """:func:`attack_draws` of the defended federation (:func:`defended_config`, classified by the
+    local matching network) for the protocol's attack ("keyed images") and for a control that
+    differs only in carrying no keyed images (``attack.poison_per_episode=0``: the same boosted
+    update of ``attack.attack_iterations`` steps, target class in every episode). The control
+    separates what the update's size does to the shared features from what the poison does.
+    Tidy rows: case, draw, attack_round, metric, value, update."""
+    defended, attention = defended_config(cfg), default_attention(cfg)
+    control = replace(defended, attack=replace(defended.attack, poison_per_episode=0))
+    return pd.concat([attack_draws(defended, cases, progress, attention).assign(update="keyed images"),
+                      attack_draws(control, cases, progress, attention).assign(update="no keyed images (control)")],
+                     ignore_index=True)
 
 
 def adaptive_attack(cfg: ExperimentConfig, cases=("a", "b"), progress: bool = True) -> pd.DataFrame:

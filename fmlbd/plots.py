@@ -90,6 +90,39 @@ def before_after_bars(table: pd.DataFrame, title: str, path=None, phase_col: str
     return fig
 
 
+def draws_scatter(table: pd.DataFrame, title: str, path=None, main_floor: dict[str, float] | None = None,
+                  backdoor_ceiling: float | None = None, group: str = "method") -> plt.Figure:
+    """One point per draw of the attack (tidy rows: case, draw, ``group``, metric, value): main-task
+    accuracy (x) against backdoor accuracy on the attack training set (y), one panel per case,
+    one colour per ``group``. Optional guides: ``main_floor[case]`` (vertical) and
+    ``backdoor_ceiling`` (horizontal)."""
+    cases = sorted(table["case"].unique())
+    wide = table.pivot_table(index=["case", group, "draw"], columns="metric", values="value").reset_index()
+    fig, axes = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 3.8), sharey=True, squeeze=False)
+    for ax, case in zip(axes[0], cases):
+        sub = wide[wide["case"] == case]
+        for i, (name, pts) in enumerate(sub.groupby(group, sort=False)):
+            ax.scatter(pts["main_task_acc"], pts["backdoor_train_acc"], label=str(name), s=28,
+                       color=plt.cm.tab10(i), edgecolor="black", linewidth=0.5)
+        if main_floor and case in main_floor:
+            ax.axvline(main_floor[case], color="tab:blue", linestyle="--", linewidth=1,
+                       label="main task floor")
+        if backdoor_ceiling is not None:
+            ax.axhline(backdoor_ceiling, color="tab:red", linestyle="--", linewidth=1,
+                       label=f"backdoor ceiling ({backdoor_ceiling:.2f})")
+        ax.set_title(CASE_TITLES.get(case, f"case ({case})"), fontsize=9)
+        ax.set_xlabel(LABELS["main_task_acc"] + " (fraction)")
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(LABELS["backdoor_train_acc"] + " (fraction)")
+    axes[0][-1].legend(fontsize=7, loc="center left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save(fig, path)
+    return fig
+
+
 def image_rows(rows: dict[str, torch.Tensor], title: str, path=None, max_per_row: int = 10) -> plt.Figure:
     """A grid of images, one labelled row per entry: ``{row label: float [n, ch, H, W] in [0, 1]}``."""
     ncols = min(max_per_row, max(len(v) for v in rows.values()))

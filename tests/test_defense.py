@@ -136,7 +136,8 @@ def test_defend_command_writes_every_table(omniglot_root, tmp_path, capsys):
     assert main(["defend", "--profile", "smoke", "--data-root", str(omniglot_root), "--results-dir", str(tmp_path),
                  "--cases", "a", "b", "--no-progress"]) == 0
     out = tmp_path / "smoke"
-    for name in ("defense", "defense-adaptive", "defense-ablation", "defense-rounds", "defense-cost"):
+    for name in ("defense", "defense-draws", "defense-adaptive", "defense-ablation", "defense-rounds", "defense-cost"):
         assert (out / f"{name}-seed0.csv").is_file() and (out / f"{name}-seed0.meta.json").is_file(), name
-    assert (out / "figures" / "defense_after_attack.png").is_file()
+    assert (out / "figures" / "defense_after_attack.png").is_file() and (out / "figures" / "defense_draws.png").is_file()
     assert "adaptive adversary" in capsys.readouterr().out
+

@@ -104,6 +104,21 @@ def test_attack_experiments_produce_tidy_tables(omniglot_root, tmp_path):
     assert np.allclose(cached["value"], ft["value"])
 
 
+def test_attack_draws_resample_only_the_adversary(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path)
+    att = experiments.attack(cfg, "a", progress=False)
+    other = experiments.attack(smoke(omniglot_root, tmp_path, **{"attack.draw": 1}), "a", progress=False)
+    assert other.trained.path == att.trained.path and other.path != att.path and other.round == att.round
+    assert all(torch.equal(other.before[k], att.before[k]) for k in att.before)
+    assert any(not torch.equal(other.after[k], att.after[k]) for k in att.after)
+    draws = experiments.attack_draws(cfg, ("a", "b"), progress=False)
+    assert len(draws) == 2 * cfg.attack.draws * 4 and sorted(set(draws["draw"])) == [0, 1]
+    first = draws[draws["draw"] == 0].drop(columns="draw").reset_index(drop=True)
+    after = experiments.one_shot_attack(cfg, ("a", "b"), progress=False)
+    after = after[after["phase"] == "after"].drop(columns="phase").reset_index(drop=True)
+    assert first.equals(after[first.columns])
+
+
 def test_finetune_failure_scores_a_step_grid_that_agrees_with_every_step(omniglot_root, tmp_path):
     grid = smoke(omniglot_root, tmp_path / "grid", **{"attack.finetune_max_steps": 17, "attack.finetune_eval_every": 5})
     assert experiments.finetune_steps_scored(grid) == list(range(11)) + [15, 17]
