@@ -106,11 +106,15 @@ class MatchingNetworkDefense:
 def matching_loss(model: nn.Module, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,
                   query_x: torch.Tensor, query_y: torch.Tensor, attention: Attention) -> torch.Tensor:
     """Negative log-likelihood of the query labels under the matching-network classifier
-    (for training the shared feature extractor without any decision layer)."""
+    (for training the shared feature extractor without any decision layer). Queries are
+    normalised with the support set's batch statistics, as :class:`MatchingNetworkDefense`
+    does, and the gradient flows through those statistics too."""
     from .meta import fresh_buffers
+    from .models import support_statistics
 
-    buffers = fresh_buffers(model)
-    support = F.normalize(call(model, params, buffers, support_x, train=True, features=True), dim=1)
-    query = F.normalize(call(model, params, buffers, query_x, train=False, features=True), dim=1)
+    with support_statistics(model, len(support_x)):
+        features = call(model, params, fresh_buffers(model), torch.cat([support_x, query_x]), train=True,
+                        features=True)
+    support, query = F.normalize(features[:len(support_x)], dim=1), F.normalize(features[len(support_x):], dim=1)
     probs = attention.class_scores(query @ support.T, support_y, int(support_y.max()) + 1)
     return F.nll_loss(torch.log(probs.clamp_min(1e-8)), query_y)

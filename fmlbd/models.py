@@ -1,6 +1,8 @@
 """The standard 4-block convolutional few-shot network (Vinyals et al.; Finn et al.)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,18 +16,46 @@ class EpisodeBatchNorm(nn.BatchNorm2d):
     At meta-test the support set is passed in train mode, then queries in eval
     mode, so each query is classified on its own (non-transductive): a query's
     prediction never depends on the other queries in its batch.
+
+    ``support_size = n`` (see :func:`support_statistics`): train mode normalises the whole
+    batch with the statistics of its first ``n`` rows, so support and queries pass together
+    and the queries' normalisation stays a differentiable function of the support (the
+    eval-mode path reads stored statistics, which carry no gradient).
     """
+
+    support_size: int | None = None
 
     def __init__(self, channels: int):
         super().__init__(channels, momentum=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
+            stats = x[:self.support_size] if self.support_size else x
+            mean, var = stats.mean((0, 2, 3)), stats.var((0, 2, 3), unbiased=False)
             with torch.no_grad():
-                self.running_mean.copy_(x.mean((0, 2, 3)))
-                self.running_var.copy_(x.var((0, 2, 3), unbiased=False))
-            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+                self.running_mean.copy_(mean)
+                self.running_var.copy_(var)
+            if not self.support_size:
+                return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+            scale = self.weight * torch.rsqrt(var + self.eps)
+            return x * scale[:, None, None] + (self.bias - mean * scale)[:, None, None]
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+@contextmanager
+def support_statistics(model: nn.Module, support_size: int):
+    """Within the block, every :class:`EpisodeBatchNorm` of ``model`` in train mode normalises
+    its batch ``[support_size + Q, ...]`` with the statistics of the first ``support_size``
+    rows: the same values as the support in train mode followed by the queries in eval mode,
+    with gradients that also flow through the support statistics."""
+    layers = [m for m in model.modules() if isinstance(m, EpisodeBatchNorm)]
+    for m in layers:
+        m.support_size = support_size
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.support_size = None
 
 
 def conv_block(in_channels: int, filters: int) -> nn.Sequential:

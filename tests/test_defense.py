@@ -9,7 +9,7 @@ import torch
 import fmlbd.defense as defense_module
 from fmlbd import experiments
 from fmlbd.config import ConfigError
-from fmlbd.defense import Attention, MatchingNetworkDefense
+from fmlbd.defense import Attention, MatchingNetworkDefense, matching_loss
 from fmlbd.federated import Update
 from fmlbd.meta import get_params
 from fmlbd.models import ConvNet
@@ -141,3 +141,21 @@ def test_defend_command_writes_every_table(omniglot_root, tmp_path, capsys):
     assert (out / "figures" / "defense_after_attack.png").is_file() and (out / "figures" / "defense_draws.png").is_file()
     assert "adaptive adversary" in capsys.readouterr().out
 
+
+def test_matching_loss_normalises_queries_with_support_statistics_and_differentiates_through_them():
+    torch.manual_seed(0)
+    model = ConvNet(1, 8, 3, 28)
+    ep = toy_episode()
+    query_x = ep.query_x + 0.1 * torch.randn_like(ep.query_x)
+    attention = Attention("softmax", 0.1)
+    params = {k: v.requires_grad_() for k, v in get_params(model).items()}
+    loss = matching_loss(model, params, ep.support_x, ep.support_y, query_x, ep.query_y, attention)
+    # the same value as the defense computes: support in train mode, then each query with its statistics
+    d = MatchingNetworkDefense(model, get_params(model), ep.support_x, ep.support_y, attention)
+    expected = torch.nn.functional.nll_loss(torch.log(d.probabilities(query_x).clamp_min(1e-8)), ep.query_y)
+    assert torch.allclose(loss, expected, atol=1e-6)
+    # a conv bias before batch norm cannot change the loss, so its true gradient is zero; a gradient
+    # that treated the support statistics as constants would not be
+    grads = torch.autograd.grad(loss, [params[f"encoder.{i}.0.bias"] for i in range(4)])
+    assert all(g.abs().max() < 1e-4 for g in grads)
+    assert all(m.support_size is None for m in model.modules() if hasattr(m, "support_size"))
