@@ -10,6 +10,7 @@ run() { echo "### $*"; /usr/bin/time -f "WALL %e s" "$PY" -m fmlbd "$@" --no-pro
 run train --results-dir "$R" --seed 0                       # issue 2: 5-way 1/5-shot, <= 10 min
 run attack --results-dir "$R" --seed 0                      # issue 3: one-shot, dampening, fine-tuning
 run attack --results-dir "$R" --experiment chance            # sanity control: no attack, keyed vs clean
+run attack --results-dir "$R" --experiment draws --cases a b  # spread of the one-shot attack over the adversary's draws
 run attack --results-dir "$R-boost1" --experiment one-shot --cases a b --set attack.boost=1   # sanity control
 run defend --results-dir "$R" --seed 0                      # issue 4: defense, ablation, cost
 run train --results-dir "$R" --seed 1                       # a second seed

@@ -56,7 +56,8 @@ def cmd_train(args) -> int:
     return 0
 
 
-EXPERIMENTS = ("one-shot", "dampening", "finetune")  # "all"; "chance" (the no-attack control) on request
+EXPERIMENTS = ("one-shot", "dampening", "finetune")  # "all"
+ON_REQUEST = ("chance", "draws")  # the no-attack control; "after" over attack.draws draws of the adversary
 
 
 def cmd_attack(args) -> int:
@@ -80,6 +81,8 @@ def cmd_attack(args) -> int:
                                  "Federated dampening of a one-shot backdoor", out / "figures" / "dampening", chance)
         elif name == "chance":
             table = experiments.chance_control(cfg, args.cases, not args.no_progress)
+        elif name == "draws":
+            table = experiments.attack_draws(cfg, args.cases, not args.no_progress)
         else:
             table = experiments.finetune_failure(cfg, args.cases, not args.no_progress)
             plots.curves_by_case(table, "step", "fine-tuning steps on one episode",
@@ -88,7 +91,7 @@ def cmd_attack(args) -> int:
         minutes = (time.perf_counter() - start) / 60
         save_table(table, out / f"{name}-seed{cfg.seed}.csv", cfg.to_dict(), minutes=minutes)
         print(f"== {name} ({minutes:.2f} min, incl. any training not yet cached)")
-        x = {"one-shot": "phase", "dampening": "round", "finetune": "step", "chance": "images"}[name]
+        x = {"one-shot": "phase", "dampening": "round", "finetune": "step", "chance": "images", "draws": "draw"}[name]
         print(table.pivot_table(index=["case", x], columns="metric", values="value").round(3).to_string())
     return 0
 
@@ -181,9 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     p.set_defaults(func=cmd_train)
     p = with_config(sub.add_parser("attack", help="backdoor attack experiments (tables + figures)"))
-    p.add_argument("--experiment", nargs="+", default=["all"], choices=("all",) + EXPERIMENTS + ("chance",),
+    p.add_argument("--experiment", nargs="+", default=["all"], choices=("all",) + EXPERIMENTS + ON_REQUEST,
                    help="all = one-shot, dampening, finetune; chance = backdoor accuracy of the pre-attack "
-                        "model on keyed vs clean attack images (the no-attack control)")
+                        "model on keyed vs clean attack images (the no-attack control); draws = right after the "
+                        "attack, for each of attack.draws draws of the adversary")
     p.add_argument("--cases", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
     p.set_defaults(func=cmd_attack)
     p = with_config(sub.add_parser("defend", help="local matching-network defense experiments"))

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -161,13 +162,15 @@ def test_chance_control_scores_keyed_and_clean_images(omniglot_root, tmp_path):
     assert table["value"].between(0, 1).all()
 
 
-def test_cli_attack_runs_the_chance_control(omniglot_root, tmp_path, capsys):
+def test_cli_attack_runs_the_controls_on_request(omniglot_root, tmp_path, capsys):
     from fmlbd.cli import main
 
     code = main(["attack", "--profile", "smoke", "--data-root", str(omniglot_root), "--results-dir", str(tmp_path),
-                 "--experiment", "chance", "--cases", "a", "--no-progress"])
+                 "--experiment", "chance", "draws", "--cases", "a", "--no-progress"])
     assert code == 0 and "backdoor_train_acc" in capsys.readouterr().out
     assert (tmp_path / "smoke" / "chance-seed0.csv").is_file()
+    draws = pd.read_csv(tmp_path / "smoke" / "draws-seed0.csv")
+    assert sorted(set(draws["draw"])) == [0, 1] and len(draws) == 2 * 4
 
 
 def test_pretrain_cases_trains_missing_models_in_parallel_processes(omniglot_root, tmp_path):
