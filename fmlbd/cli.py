@@ -113,12 +113,11 @@ def cmd_defend(args) -> int:
     print("== defense (right before / after the attack)")
     print(comparison.pivot_table(index=["case", "phase", "method"], columns="metric", values="value").round(3)
           .to_string())
-    draws = experiments.defense_draws(cfg, [c for c in args.cases if c != "c"] or args.cases, progress)
+    without_c = [c for c in args.cases if c != "c"] or args.cases  # draws and ablation: cases (a), (b)
+    draws = experiments.defense_draws(cfg, without_c, progress)
     save_table(draws, out / f"defense-draws-seed{cfg.seed}.csv", cfg.to_dict())
-    before = comparison[(comparison["phase"] == "before") & (comparison["method"] == "fine-tuning")
-                        & (comparison["metric"] == "main_task_acc")].set_index("case")["value"]
     plots.draws_scatter(draws, f"Defended federation right after the attack, {cfg.attack.draws} draws of the adversary",
-                        out / "figures" / "defense_draws", (before - experiments.MAIN_TASK_SLACK).to_dict(),
+                        out / "figures" / "defense_draws", experiments.main_task_floor(comparison),
                         experiments.BACKDOOR_CEILING, group="update")
     print(f"== defended, right after the attack, over {cfg.attack.draws} draws of the adversary (mean, min, max)")
     print(draws.groupby(["case", "update", "metric"])["value"].agg(["mean", "min", "max"]).round(3).to_string())
@@ -126,7 +125,7 @@ def cmd_defend(args) -> int:
     save_table(adaptive, out / f"defense-adaptive-seed{cfg.seed}.csv", cfg.to_dict())
     print("== adaptive adversary (keyed images only among its queries), defended, right after the attack")
     print(adaptive.pivot_table(index="case", columns="metric", values="value").round(3).to_string())
-    ablation = experiments.attention_ablation(cfg, [c for c in args.cases if c != "c"] or args.cases, progress)
+    ablation = experiments.attention_ablation(cfg, without_c, progress)
     save_table(ablation, out / f"defense-ablation-seed{cfg.seed}.csv", cfg.to_dict())
     print("== attention ablation (right after the attack)")
     print(ablation.pivot_table(index=["shots", "kernel", "temperature", "case"], columns="metric",

@@ -584,6 +584,14 @@ SHARED_MODELS = ("features", "head")
 BACKDOOR_CEILING, MAIN_TASK_SLACK = 0.30, 0.05
 
 
+def main_task_floor(comparison: pd.DataFrame) -> dict[str, float]:
+    """Per case, the undefended ("fine-tuning") model's main-task accuracy right before the attack
+    minus ``MAIN_TASK_SLACK`` (``comparison``: a :func:`defense_comparison` table)."""
+    pre = comparison[(comparison["phase"] == "before") & (comparison["method"] == "fine-tuning")
+                     & (comparison["metric"] == "main_task_acc")].set_index("case")["value"]
+    return (pre - MAIN_TASK_SLACK).to_dict()
+
+
 def defended_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """The config of the federation that the defense runs on (``defense.shared_model``).
 
