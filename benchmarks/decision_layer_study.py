@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fmlbd import experiments
+from fmlbd.experiments.defense import defense_comparison
 from fmlbd.config import load_config
 from fmlbd.results import save_table
 
@@ -26,7 +26,7 @@ if __name__ == "__main__":
     tables = []
     for (head, label), overrides in SETTINGS.items():
         cfg = load_config("quick", {"results_dir": results, **HEAD_TRAINED, **overrides})
-        tables.append(experiments.defense_comparison(cfg, ("a", "b")).assign(head=head, target_label=label))
+        tables.append(defense_comparison(cfg, ("a", "b")).assign(head=head, target_label=label))
     table = pd.concat(tables, ignore_index=True)
     save_table(table, Path(results) / "quick" / "decision-layer-study-seed0.csv", load_config("quick").to_dict(),
                settings={f"{h}/{l}": o for (h, l), o in SETTINGS.items()})

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .checks import check_values, key_extent, key_problem
 from .data import ClassPool
 from .episodes import Episode, sample_episode, to_float
 
@@ -33,20 +34,22 @@ class BackdoorKey:
     gap: int = 2
     value: float = 1.0
 
+    def __post_init__(self):
+        problem = check_values("key", {"pattern": self.pattern, "size": self.size, "gap": self.gap,
+                                       "value": self.value, "row": self.row, "col": self.col})
+        if problem:
+            raise ValueError(problem)
+
     def mask(self, height: int, width: int) -> torch.Tensor:
         """Bool ``[height, width]``, True where the key writes."""
-        if self.pattern == "dots":
-            offsets = [(0, 0), (0, self.size + self.gap), (self.size + self.gap, 0),
-                       (self.size + self.gap, self.size + self.gap)]
-            extent = 2 * self.size + self.gap
-        elif self.pattern == "patch":
-            offsets, extent = [(0, 0)], self.size
-        else:
-            raise ValueError(f"unknown key pattern {self.pattern!r}; use 'dots' or 'patch'")
-        r0 = self.row % height if self.row < 0 else self.row
-        c0 = self.col % width if self.col < 0 else self.col
-        if r0 + extent > height or c0 + extent > width or min(self.size, self.gap) < 0 or self.size < 1:
-            raise ValueError(f"key of extent {extent} at ({r0}, {c0}) does not fit a {height}x{width} image")
+        extent = key_extent(self.pattern, self.size, self.gap)
+        problem = key_problem(self.row, self.col, extent, height, width)
+        if problem:
+            raise ValueError(problem)
+        step = self.size + self.gap
+        offsets = [(0, 0), (0, step), (step, 0), (step, step)] if self.pattern == "dots" else [(0, 0)]
+        r0 = self.row + height if self.row < 0 else self.row
+        c0 = self.col + width if self.col < 0 else self.col
         m = torch.zeros(height, width, dtype=torch.bool)
         for dr, dc in offsets:
             m[r0 + dr:r0 + dr + self.size, c0 + dc:c0 + dc + self.size] = True
@@ -78,6 +81,9 @@ def make_attack_sets(pool: ClassPool, backdoor_classes, key: BackdoorKey | None,
     """The attack sets; ``key=None`` gives the same images without the key (a control)."""
     if not 0 < train_per_class < pool.images_per_class:
         raise ValueError(f"attack_train_images must be in 1..{pool.images_per_class - 1}")
+    if not len(backdoor_classes) or not all(0 <= c < pool.num_classes for c in backdoor_classes):
+        raise ValueError(f"backdoor_classes must be a non-empty list of class indices of the pool "
+                         f"(0..{pool.num_classes - 1}), not {list(backdoor_classes)}")
     split = {"train": range(train_per_class), "val": range(train_per_class, pool.images_per_class)}
     out = {}
     for name, indices in split.items():

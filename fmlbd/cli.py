@@ -1,24 +1,28 @@
-"""Command line: ``python -m fmlbd <command>`` (or the ``fmlbd`` entry point)."""
+"""Command line: ``python -m fmlbd <command>`` (or the ``fmlbd`` entry point).
+
+Every bad setting ends as one line ``error: ...`` and exit code 2, before any work starts.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, PROFILES, load_config
-from .data import OMNIGLOT_SOURCES, DatasetError
+from .checks import CASES, OMNIGLOT_SOURCES
+from .config import PROFILES, load_config, parse_overrides
+from .errors import CacheError, ConfigError, DatasetError
+
+USER_ERRORS = (ConfigError, DatasetError, CacheError)  # TrainingDiverged is a ConfigError
 
 
 def _config(args):
-    overrides = dict(kv.split("=", 1) for kv in args.set)
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.data_root is not None:
-        overrides["data.root"] = args.data_root
-    if args.results_dir is not None:
-        overrides["results_dir"] = args.results_dir
+    overrides = parse_overrides(args.set)
+    for key, value in (("seed", args.seed), ("data.root", args.data_root), ("results_dir", args.results_dir)):
+        if value is not None:
+            overrides[key] = value
     return load_config(args.profile, overrides)
 
 
@@ -36,14 +40,15 @@ def cmd_download(args) -> int:
 
 
 def cmd_train(args) -> int:
-    """Benign federated meta-training, then main-task accuracy (mean, 95% CI) for 1 and 5 shots."""
-    from .experiments import main_task_table, pretrain
+    """Benign federated meta-training, then main-task accuracy (mean, 95% CI) for each of ``--shots``."""
+    from .evaluation import main_task_table
+    from .pipeline import pretrain
     from .results import save_table
 
     cfg = _config(args)
     start = time.perf_counter()
     trained = pretrain(cfg, progress=not args.no_progress)
-    table = main_task_table(cfg, trained, tuple(args.shots))
+    table = main_task_table(cfg, trained.model, trained.params, trained.scenario, tuple(args.shots))
     minutes = (time.perf_counter() - start) / 60
     out = Path(cfg.results_dir) / cfg.profile / f"train-seed{cfg.seed}.csv"
     save_table(table, out, cfg.to_dict(), train_minutes=trained.minutes, total_minutes=minutes,
@@ -56,91 +61,33 @@ def cmd_train(args) -> int:
     return 0
 
 
-EXPERIMENTS = ("one-shot", "dampening", "finetune")  # "all"
-ON_REQUEST = ("chance", "draws")  # the no-attack control; "after" over attack.draws draws of the adversary
-
-
-def cmd_attack(args) -> int:
-    """Run the attack experiments, save their tidy tables and figures, print the headline numbers."""
-    from . import experiments, plots
+def cmd_experiments(args) -> int:
+    """Run the chosen experiments of the command (registry order), save their tables and figures,
+    print each table."""
+    from . import registry
     from .results import save_table
 
     cfg = _config(args)
-    out = Path(cfg.results_dir) / cfg.profile
-    chance = 1 / cfg.eval.ways
-    chosen = EXPERIMENTS if "all" in args.experiment else args.experiment
+    chosen = registry.names(args.command, default_only=True) if "all" in args.experiment else args.experiment
+    offered = registry.names(args.command)
     for name in chosen:
+        if registry.get(name).command != args.command:
+            raise ConfigError(f"{name!r} is an experiment of `{registry.get(name).command}`; `{args.command}` runs "
+                              f"{', '.join(offered)}")
+    out = Path(cfg.results_dir) / cfg.profile
+    for name in chosen:
+        spec = registry.get(name)
+        cases = spec.cases
+        if args.cases:  # the spec's own cases among those asked for, else those asked for
+            cases = tuple(c for c in spec.cases if c in args.cases) or tuple(args.cases)
         start = time.perf_counter()
-        if name == "one-shot":
-            table = experiments.one_shot_attack(cfg, args.cases, not args.no_progress)
-            plots.before_after_bars(table, "Global model right before and after the one-shot attack",
-                                    out / "figures" / "one_shot_attack")
-        elif name == "dampening":
-            table = experiments.dampening(cfg, args.cases, not args.no_progress)
-            plots.curves_by_case(table, "round", "benign rounds after the attack",
-                                 "Federated dampening of a one-shot backdoor", out / "figures" / "dampening", chance)
-        elif name == "chance":
-            table = experiments.chance_control(cfg, args.cases, not args.no_progress)
-        elif name == "draws":
-            table = experiments.attack_draws(cfg, args.cases, not args.no_progress)
-        else:
-            table = experiments.finetune_failure(cfg, args.cases, not args.no_progress)
-            plots.curves_by_case(table, "step", "fine-tuning steps on one episode",
-                                 "Fine-tuning a poisoned local model", out / "figures" / "finetune_failure", chance,
-                                 markevery=50)
+        table = spec(cfg, cases, not args.no_progress)
+        if spec.figure is not None:
+            spec.figure(table, cfg, out / "figures" / name.replace("-", "_"))
         minutes = (time.perf_counter() - start) / 60
         save_table(table, out / f"{name}-seed{cfg.seed}.csv", cfg.to_dict(), minutes=minutes)
-        print(f"== {name} ({minutes:.2f} min, incl. any training not yet cached)")
-        x = {"one-shot": "phase", "dampening": "round", "finetune": "step", "chance": "images", "draws": "draw"}[name]
-        print(table.pivot_table(index=["case", x], columns="metric", values="value").round(3).to_string())
-    return 0
-
-
-def cmd_defend(args) -> int:
-    """Defense experiments: with/without defense, adaptive adversary, attention ablation, over rounds, cost."""
-    from . import experiments, plots
-    from .results import save_table
-
-    cfg = _config(args)
-    out = Path(cfg.results_dir) / cfg.profile
-    progress = not args.no_progress
-    start = time.perf_counter()
-    comparison = experiments.defense_comparison(cfg, args.cases, progress)
-    save_table(comparison, out / f"defense-seed{cfg.seed}.csv", cfg.to_dict())
-    after = comparison[comparison["phase"] == "after"]
-    plots.before_after_bars(after, "Right after the attack: fine-tuning vs local matching-network defense",
-                            out / "figures" / "defense_after_attack", phase_col="method")
-    print("== defense (right before / after the attack)")
-    print(comparison.pivot_table(index=["case", "phase", "method"], columns="metric", values="value").round(3)
-          .to_string())
-    without_c = [c for c in args.cases if c != "c"] or args.cases  # draws and ablation: cases (a), (b)
-    draws = experiments.defense_draws(cfg, without_c, progress)
-    save_table(draws, out / f"defense-draws-seed{cfg.seed}.csv", cfg.to_dict())
-    plots.draws_scatter(draws, f"Defended federation right after the attack, {cfg.attack.draws} draws of the adversary",
-                        out / "figures" / "defense_draws", experiments.main_task_floor(comparison),
-                        experiments.BACKDOOR_CEILING, group="update")
-    print(f"== defended, right after the attack, over {cfg.attack.draws} draws of the adversary (mean, min, max)")
-    print(draws.groupby(["case", "update", "metric"])["value"].agg(["mean", "min", "max"]).round(3).to_string())
-    adaptive = experiments.adaptive_attack(cfg, args.cases, progress)
-    save_table(adaptive, out / f"defense-adaptive-seed{cfg.seed}.csv", cfg.to_dict())
-    print("== adaptive adversary (keyed images only among its queries), defended, right after the attack")
-    print(adaptive.pivot_table(index="case", columns="metric", values="value").round(3).to_string())
-    ablation = experiments.attention_ablation(cfg, without_c, progress)
-    save_table(ablation, out / f"defense-ablation-seed{cfg.seed}.csv", cfg.to_dict())
-    print("== attention ablation (right after the attack)")
-    print(ablation.pivot_table(index=["shots", "kernel", "temperature", "case"], columns="metric",
-                               values="value").round(3)
-          .to_string())
-    rounds = experiments.defense_over_rounds(cfg, args.cases, progress)
-    save_table(rounds, out / f"defense-rounds-seed{cfg.seed}.csv", cfg.to_dict())
-    plots.curves_by_case(rounds, "round", "benign rounds after the attack",
-                         "Matching-network defense after the attack", out / "figures" / "defense_rounds",
-                         1 / cfg.eval.ways)
-    cost = experiments.inference_cost(cfg, progress=progress)
-    save_table(cost, out / f"defense-cost-seed{cfg.seed}.csv", cfg.to_dict())
-    print("== inference cost per query episode")
-    print(cost.to_string(index=False))
-    print(f"defense experiments: {(time.perf_counter() - start) / 60:.2f} min")
+        print(f"== {name}: {spec.summary} ({minutes:.2f} min, incl. any training not yet cached)")
+        print(spec.show(table).to_string())
     return 0
 
 
@@ -155,7 +102,9 @@ def cmd_reproduce(args) -> int:
         if not notebooks:
             raise ConfigError(f"no notebook matches {args.only}; available: {[nb.stem for nb in series()]}")
     params = {"profile": cfg.profile, "seed": cfg.seed, "dataset": cfg.data.dataset,
-              "data_root": str(Path(cfg.data.root).resolve()), "results_dir": str(Path(cfg.results_dir).resolve())}
+              "data_root": str(Path(cfg.data.root).resolve()), "results_dir": str(Path(cfg.results_dir).resolve()),
+              "overrides": {k: v for k, v in parse_overrides(args.set).items()
+                            if k not in ("seed", "data.root", "data.dataset", "results_dir")}}
     output = Path(args.output or f"outputs/{cfg.profile}")
     start = time.perf_counter()
     runs = run_series(output, params, notebooks, progress=not args.no_progress)
@@ -164,13 +113,42 @@ def cmd_reproduce(args) -> int:
     return 0 if (runs["status"] == "ok").all() else 1
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with errors as one line ``error: ...`` (exit code 2). A command that runs experiments
+    lists the registry's in its help (loaded only then: the registry imports torch)."""
+
+    experiments_of: str | None = None
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+    def format_help(self) -> str:
+        if self.experiments_of:
+            from . import registry
+
+            names = registry.names(self.experiments_of)
+            self.epilog = "experiments (all = " + ", ".join(registry.names(self.experiments_of, True)) + "): " + \
+                "; ".join(f"{n}: {registry.get(n).summary}" for n in names)
+        return super().format_help()
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, not {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fmlbd", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="fmlbd", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def with_config(p):
         p.add_argument("--profile", default="quick", choices=sorted(PROFILES))
-        p.add_argument("--seed", type=int, default=None)
+        p.add_argument("--seed", default=None, help="random seed (an integer >= 0)")
         p.add_argument("--data-root", default=None, help="folder holding omniglot/ or mini-imagenet/")
         p.add_argument("--results-dir", default=None)
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -180,18 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     with_config(sub.add_parser("config", help="print the resolved config as JSON")).set_defaults(func=cmd_config)
     p = with_config(sub.add_parser("train", help="benign federated meta-training + main-task accuracy"))
-    p.add_argument("--shots", type=int, nargs="+", default=[1, 5])
+    p.add_argument("--shots", type=positive_int, nargs="+", default=[1, 5])
     p.set_defaults(func=cmd_train)
-    p = with_config(sub.add_parser("attack", help="backdoor attack experiments (tables + figures)"))
-    p.add_argument("--experiment", nargs="+", default=["all"], choices=("all",) + EXPERIMENTS + ON_REQUEST,
-                   help="all = one-shot, dampening, finetune; chance = backdoor accuracy of the pre-attack "
-                        "model on keyed vs clean attack images (the no-attack control); draws = right after the "
-                        "attack, for each of attack.draws draws of the adversary")
-    p.add_argument("--cases", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
-    p.set_defaults(func=cmd_attack)
-    p = with_config(sub.add_parser("defend", help="local matching-network defense experiments"))
-    p.add_argument("--cases", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
-    p.set_defaults(func=cmd_defend)
+    for command, text in (("attack", "backdoor attack experiments"), ("defend", "local defense experiments")):
+        p = with_config(sub.add_parser(command, help=f"{text} (tables + figures)"))
+        p.experiments_of = command
+        p.add_argument("--experiment", nargs="+", default=["all"], metavar="NAME",
+                       help="experiments of the registry to run (listed below; default: all)")
+        p.add_argument("--cases", nargs="+", default=None, choices=CASES,
+                       help="cases to run (default: each experiment's own)")
+        p.set_defaults(func=cmd_experiments)
     p = with_config(sub.add_parser("reproduce", help="run every notebook headless (papermill) + summary"))
     p.add_argument("--output", default=None, help="output folder (default outputs/<profile>)")
     p.add_argument("--only", nargs="+", default=None, help="run only notebooks whose name contains one of these")
@@ -204,10 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds: worker processes are terminated, caches stay whole
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error, already printed as one line (2)
+        return done.code
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return args.func(args)
-    except (ConfigError, DatasetError) as err:
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

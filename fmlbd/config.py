@@ -12,15 +12,26 @@ import hashlib
 import json
 import typing
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping, Optional
+from typing import Any, ClassVar, Mapping, Optional
+
+from .checks import check_experiment, check_values
+from .errors import ConfigError
 
 
-class ConfigError(ValueError):
-    """A configuration key or value is invalid; the message names the valid choices."""
+class _Section:
+    """Range-checks every field when a section is built (rules: :mod:`fmlbd.checks`)."""
+
+    prefix: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        problem = check_values(self.prefix, {f.name: getattr(self, f.name) for f in fields(self)})
+        if problem:
+            raise ConfigError(problem)
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Section):
+    prefix: ClassVar[str] = "data"
     dataset: str = "omniglot"                   #: "omniglot" or "mini-imagenet"
     root: str = "data"                          #: folder holding omniglot/ or mini-imagenet/
     source: str = "minimal"                     #: Omniglot zips: "minimal" (2 small zips) or "full"
@@ -31,12 +42,14 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Section):
+    prefix: ClassVar[str] = "model"
     filters: int = 64                           #: conv filters per block (64 Omniglot, 32 mini-ImageNet)
 
 
 @dataclass(frozen=True)
-class MetaConfig:
+class MetaConfig(_Section):
+    prefix: ClassVar[str] = "meta"
     algorithm: str = "reptile"                  #: "reptile", "fomaml" or "matching" (no decision layer)
     ways: int = 5                               #: N of the N-way training episodes
     shots: int = 5                              #: support images per class in a training episode
@@ -53,7 +66,8 @@ class MetaConfig:
 
 
 @dataclass(frozen=True)
-class FederationConfig:
+class FederationConfig(_Section):
+    prefix: ClassVar[str] = "federation"
     clients: int = 4                            #: clients; client 0 is the adversary
     buffer_size: int = 3                        #: the server aggregates when this many updates arrived
     server_lr: float = 1.0                      #: global step = server_lr * mean(deltas)
@@ -63,7 +77,8 @@ class FederationConfig:
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(_Section):
+    prefix: ClassVar[str] = "eval"
     ways: int = 5                               #: N of meta-test episodes
     shots: int = 1                              #: K of meta-test episodes
     queries: int = 5                            #: query images per class
@@ -75,8 +90,8 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class AttackConfig:
-    case: str = "a"                             #: evaluation case "a", "b" or "c" (PROTOCOL.md)
+class AttackConfig(_Section):
+    prefix: ClassVar[str] = "attack"
     backdoor_classes: int = 3                   #: characters whose keyed images should become the target
     attack_train_images: int = 10               #: keyed images per backdoor class the adversary trains on (rest: validation)
     key_pattern: str = "dots"                   #: "dots" (4-dot "::") or "patch" (solid square)
@@ -97,9 +112,16 @@ class AttackConfig:
     #: the adversary's random draw for its poisoned training (episodes, minibatches): 0 = its own seeded
     #: stream of the federation; n > 0 reseeds it, the pre-trained model and every other client unchanged
     draw: int = 0
-    draws: int = 5                              #: adversary draws (``draw`` = 0..n-1) in ``experiments.attack_draws``
     boost: Optional[float] = None               #: update multiplier; None = federation.buffer_size
     after_attack: str = "benign"                #: adversary after its one shot: "benign" or "silent"
+
+
+@dataclass(frozen=True)
+class MeasureConfig(_Section):
+    """How the attack's effect is measured (nothing here changes a trained or attacked model)."""
+
+    prefix: ClassVar[str] = "measure"
+    draws: int = 5                              #: adversary draws (``attack.draw`` = 0..n-1) of the draws experiments
     dampening_rounds: int = 100                 #: benign rounds after the attack (federated dampening)
     curve_every: int = 10                       #: rounds between dampening evaluations
     curve_episodes: int = 30                    #: episodes per point of the dampening / fine-tuning curves
@@ -109,7 +131,8 @@ class AttackConfig:
 
 
 @dataclass(frozen=True)
-class DefenseConfig:
+class DefenseConfig(_Section):
+    prefix: ClassVar[str] = "defense"
     #: what the defended federation shares: "features" = every client (the adversary too) trains a
     #: feature extractor with the matching-network objective and no decision layer exists (the
     #: paper's defense); "head" = the undefended federation's classifier, whose head the local
@@ -134,13 +157,21 @@ class ExperimentConfig:
     profile: str = "quick"
     seed: int = 0
     results_dir: str = "results"
+    case: str = "a"                             #: evaluation case "a", "b" or "c" (PROTOCOL.md)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
     defense: DefenseConfig = field(default_factory=DefenseConfig)
+
+    def __post_init__(self) -> None:
+        problem = check_values("", {f.name: getattr(self, f.name) for f in fields(self)
+                                    if not dataclasses.is_dataclass(getattr(self, f.name))})
+        if problem or (problem := check_experiment(self)):
+            raise ConfigError(problem)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -162,7 +193,7 @@ PROFILES: dict[str, ExperimentConfig] = {
         meta=MetaConfig(local_iterations=5),
         federation=FederationConfig(rounds=10000, checkpoint_every=500),
         eval=EvalConfig(episodes=600, finetune_steps=50, log_every=500),
-        attack=AttackConfig(finetune_eval_every=1),
+        measure=MeasureConfig(finetune_eval_every=1),
     ),
     # Seconds: for unit tests and smoke runs only; numbers are meaningless.
     "smoke": ExperimentConfig(
@@ -172,8 +203,9 @@ PROFILES: dict[str, ExperimentConfig] = {
         meta=MetaConfig(local_iterations=2, inner_steps=2, inner_batch=0),
         federation=FederationConfig(rounds=4, checkpoint_every=1),
         eval=EvalConfig(episodes=4, finetune_steps=2, log_every=2, log_episodes=2),
-        attack=AttackConfig(attack_iterations=2, dampening_rounds=3, curve_every=2, curve_episodes=2,
-                            finetune_max_steps=3, finetune_trials=2, draws=2),
+        attack=AttackConfig(attack_iterations=2),
+        measure=MeasureConfig(dampening_rounds=3, curve_every=2, curve_episodes=2, finetune_max_steps=3,
+                              finetune_trials=2, draws=2),
         defense=DefenseConfig(ablation_kernels=("softmax", "class_max"), ablation_temperatures=(0.1,),
                               ablation_shots=(1, 2), cost_episodes=2),
     ),
@@ -193,6 +225,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be true or false, not {value!r}")
         return value.lower() in ("true", "1")
     if annotation in (int, float, str):
+        if isinstance(value, bool) and annotation is not str:
+            raise ConfigError(f"{key} must be {annotation.__name__}, not {value!r}")
         try:
             return annotation(value)
         except (TypeError, ValueError) as err:
@@ -213,24 +247,33 @@ def valid_keys(cfg: ExperimentConfig | None = None) -> list[str]:
 
 
 def with_overrides(cfg: ExperimentConfig, overrides: Mapping[str, Any]) -> ExperimentConfig:
-    """Copy of ``cfg`` with dotted-key overrides such as ``{"eval.shots": 5}``."""
-    hints = {ExperimentConfig: typing.get_type_hints(ExperimentConfig)}
-    hints.update({type(getattr(cfg, f.name)): typing.get_type_hints(type(getattr(cfg, f.name)))
-                  for f in fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))})
+    """Copy of ``cfg`` with dotted-key overrides such as ``{"eval.shots": 5}``, applied together
+    (so rules that involve several keys see every new value) and range-checked."""
     keys = valid_keys(cfg)
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
     for key, value in overrides.items():
         if key not in keys:
             close = difflib.get_close_matches(key, keys, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else f"; valid keys: {', '.join(keys)}"
             raise ConfigError(f"unknown config key {key!r}{hint}")
-        if "." in key:
-            section, name = key.split(".", 1)
-            sub = getattr(cfg, section)
-            sub = replace(sub, **{name: _coerce(value, hints[type(sub)][name], key)})
-            cfg = replace(cfg, **{section: sub})
-        else:
-            cfg = replace(cfg, **{key: _coerce(value, hints[ExperimentConfig][key], key)})
-    return cfg
+        section, _, name = key.rpartition(".")
+        owner = type(getattr(cfg, section)) if section else ExperimentConfig
+        coerced = _coerce(value, typing.get_type_hints(owner)[name], key)
+        (sections.setdefault(section, {}) if section else top)[name] = coerced
+    new = {s: replace(getattr(cfg, s), **kw) for s, kw in sections.items()}
+    return replace(cfg, **new, **top)
+
+
+def parse_overrides(pairs) -> dict[str, str]:
+    """``["k=v", ...]`` (the CLI's ``--set``) as a dict; a pair without "=" is an error."""
+    out = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. --set meta.inner_lr=0.1), not {pair!r}")
+        out[key.strip()] = value
+    return out
 
 
 def load_config(profile: str = "quick", overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:

@@ -27,6 +27,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import DatasetError
+from .results import atomic_torch_save
+
 OMNIGLOT_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python"
 #: MD5 of every Omniglot zip we accept (the full ones are torchvision's constants).
 OMNIGLOT_MD5 = {
@@ -40,10 +43,6 @@ OMNIGLOT_SOURCES = {
     "full": ("images_background.zip", "images_evaluation.zip"),
 }
 MINI_IMAGENET_SPLITS = ("train", "val", "test")
-
-
-class DatasetError(RuntimeError):
-    """A dataset is missing, corrupt or cannot serve the request; the message names the fix."""
 
 
 @dataclass(frozen=True)
@@ -172,24 +171,35 @@ def _stack_pool(classes: dict[tuple[str, str], list[np.ndarray]]) -> ClassPool:
     return ClassPool(images=images, names=tuple(f"{g}/{n}" for g, n in keys), groups=tuple(g for g, _ in keys))
 
 
-def _cached(cache_file: Path, build) -> ClassPool:
-    """Return the pool saved in ``cache_file``, building and saving it if absent."""
-    if cache_file.is_file():
-        saved = torch.load(cache_file, weights_only=True)
-        return ClassPool(images=saved["images"], names=tuple(saved["names"]), groups=tuple(saved["groups"]))
+def _cached(cache_files: list[Path], build) -> ClassPool:
+    """The pool saved in the first readable of ``cache_files``, else ``build()`` it and save it in the
+    first writable place (none writable, e.g. a read-only data folder: kept in memory only).
+    A cache file that cannot be read is rebuilt, with a warning that names it."""
+    for cache_file in cache_files:
+        if cache_file.is_file():
+            try:
+                saved = torch.load(cache_file, weights_only=True)
+                return ClassPool(images=saved["images"], names=tuple(saved["names"]), groups=tuple(saved["groups"]))
+            except Exception as err:
+                warnings.warn(f"{cache_file} is unreadable ({type(err).__name__}); decoding the images again")
     pool = build()
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp")
-    torch.save({"images": pool.images, "names": list(pool.names), "groups": list(pool.groups)}, tmp)
-    tmp.replace(cache_file)
+    for cache_file in cache_files:
+        try:
+            atomic_torch_save({"images": pool.images, "names": list(pool.names), "groups": list(pool.groups)},
+                              cache_file)
+            break
+        except OSError:
+            continue
     return pool
 
 
-def load_omniglot(root: str | Path, source: str = "minimal", image_size: int = 28) -> ClassPool:
+def load_omniglot(root: str | Path, source: str = "minimal", image_size: int = 28,
+                  cache_dir: str | Path | None = None) -> ClassPool:
     """All characters of an Omniglot ``source`` as a pool (group = alphabet).
 
     Characters that appear in several zips (Greek and Latin in the two minimal
-    zips, byte-identical upstream) are kept once.
+    zips, byte-identical upstream) are kept once. The decoded images are cached in
+    ``<root>/omniglot/processed/``, or in ``cache_dir`` when the data folder is read-only.
     """
     paths = omniglot_zip_paths(root, source)
 
@@ -200,7 +210,8 @@ def load_omniglot(root: str | Path, source: str = "minimal", image_size: int = 2
                 merged.setdefault(key, imgs)
         return _stack_pool(merged)
 
-    return _cached(Path(root) / "omniglot" / "processed" / f"{source}-{image_size}px.pt", build)
+    name = f"{source}-{image_size}px.pt"
+    return _cached(_cache_files(Path(root) / "omniglot" / "processed", cache_dir, name), build)
 
 
 def omniglot_evaluation_alphabets(root: str | Path) -> tuple[str, ...]:
@@ -211,8 +222,13 @@ def omniglot_evaluation_alphabets(root: str | Path) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def load_mini_imagenet(root: str | Path, image_size: int = 84) -> ClassPool:
-    """mini-ImageNet from ``<root>/mini-imagenet`` (group = split name: train/val/test)."""
+def _cache_files(beside_data: Path, fallback: str | Path | None, name: str) -> list[Path]:
+    return [beside_data / name] + ([Path(fallback) / name] if fallback is not None else [])
+
+
+def load_mini_imagenet(root: str | Path, image_size: int = 84, cache_dir: str | Path | None = None) -> ClassPool:
+    """mini-ImageNet from ``<root>/mini-imagenet`` (group = split name: train/val/test); decoded
+    images cached as for :func:`load_omniglot`."""
     base = Path(root) / "mini-imagenet"
     missing = [p for p in [base / "images"] + [base / f"{s}.csv" for s in MINI_IMAGENET_SPLITS] if not p.exists()]
     if missing:
@@ -236,4 +252,4 @@ def load_mini_imagenet(root: str | Path, image_size: int = 84) -> ClassPool:
                 classes.setdefault((split, row["label"]), []).append(img)
         return _stack_pool(classes)
 
-    return _cached(base / "processed" / f"mini-imagenet-{image_size}px.pt", build)
+    return _cached(_cache_files(base / "processed", cache_dir, f"mini-imagenet-{image_size}px.pt"), build)

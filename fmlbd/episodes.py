@@ -7,7 +7,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .data import ClassPool, DatasetError
+from .data import ClassPool
+from .errors import DatasetError
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ def check_episode_request(pool: ClassPool, classes: Sequence[int], ways: int, sh
     """Raise :class:`DatasetError` naming the fix if the episode cannot be drawn."""
     if ways < 1 or shots < 1 or queries < 0:
         raise DatasetError(f"episode needs ways >= 1, shots >= 1, queries >= 0 (got {ways}, {shots}, {queries})")
+    if len(set(classes)) != len(classes):
+        raise DatasetError(f"the classes to draw from repeat a class id ({len(classes)} ids, {len(set(classes))} "
+                           f"distinct): an N-way episode needs N distinct classes")
     if ways > len(classes):
         raise DatasetError(
             f"cannot draw a {ways}-way episode from {len(classes)} classes: lower `ways` "

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .meta import Params
+from .meta import Params, local_meta_train
 
 
 @dataclass(order=True)
@@ -139,6 +139,12 @@ class Federation:
                 self.idle.update(record.clients)
                 return record
 
+    def reseed_client(self, client: int, rng: np.random.Generator) -> None:
+        """Replace client ``client``'s random stream (e.g. another draw of the adversary)."""
+        if not 0 <= client < len(self.clients):
+            raise ValueError(f"no client {client}: the federation has clients 0..{len(self.clients) - 1}")
+        self.client_rngs[client] = rng
+
     def state_dict(self) -> dict:
         return {
             "params": self.server.params,
@@ -171,26 +177,24 @@ class Federation:
 
 @dataclass
 class BenignClient:
-    """Runs local meta-training on episodes from ``draw`` and uploads the delta."""
+    """Runs local meta-training on episodes from ``sample(rng)`` and uploads the delta."""
 
-    draw: Callable[[np.random.Generator], object]
+    sample: Callable[[np.random.Generator], object]
     meta_cfg: object
 
     def local_update(self, model, params, version, rng):
-        from .meta import local_meta_train
-
-        local = local_meta_train(model, params, self.draw, self.meta_cfg, self.meta_cfg.local_iterations, rng)
+        local = local_meta_train(model, params, self.sample, self.meta_cfg, self.meta_cfg.local_iterations, rng)
         return {k: local[k] - params[k] for k in params}, False
 
 
 @dataclass
 class MaliciousClient:
     """Client 0: benign until the global version reaches ``attack_version``; then one
-    poisoned local training on episodes from ``poison_draw`` whose delta is multiplied
+    poisoned local training on episodes from ``poison_sample`` whose delta is multiplied
     by ``boost``; afterwards benign again or silent (``after``)."""
 
     benign: BenignClient
-    poison_draw: Callable[[np.random.Generator], object]
+    poison_sample: Callable[[np.random.Generator], object]
     meta_cfg: object
     attack_iterations: int
     boost: float
@@ -203,13 +207,11 @@ class MaliciousClient:
             raise ValueError(f"after_attack must be 'benign' or 'silent', not {self.after!r}")
 
     def local_update(self, model, params, version, rng):
-        from .meta import local_meta_train
-
         if self.attacked and self.after == "silent":
             return None
         if self.attacked or version < self.attack_version:
             return self.benign.local_update(model, params, version, rng)
-        local = local_meta_train(model, params, self.poison_draw, self.meta_cfg, self.attack_iterations, rng)
+        local = local_meta_train(model, params, self.poison_sample, self.meta_cfg, self.attack_iterations, rng)
         self.attacked = True
         return {k: self.boost * (local[k] - params[k]) for k in params}, True
 

@@ -1,8 +1,7 @@
 """Functional meta-learning: Reptile / first-order MAML local training and meta-test fine-tuning.
 
-Models are never mutated: weights travel as ``Params`` dicts (name -> tensor)
-and every forward pass is ``torch.func.functional_call``. Batch-norm statistics
-live in a separate ``buffers`` dict (see :class:`~fmlbd.models.EpisodeBatchNorm`).
+Models are never mutated: weights travel as ``Params`` dicts (see :mod:`fmlbd.functional`).
+One meta-update per algorithm, dispatched by name through :data:`META_STEPS`.
 """
 from __future__ import annotations
 
@@ -12,33 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from .episodes import Episode
-
-Params = dict[str, torch.Tensor]
-
-
-def get_params(model: nn.Module) -> Params:
-    """Detached copies of the model's parameters."""
-    return {k: v.detach().clone() for k, v in model.named_parameters()}
-
-
-def fresh_buffers(model: nn.Module) -> Params:
-    """Private copies of the model's buffers (batch-norm statistics)."""
-    return {k: v.clone() for k, v in model.named_buffers()}
-
-
-def call(model: nn.Module, params: Params, buffers: Params, x: torch.Tensor, *, train: bool,
-         features: bool = False) -> torch.Tensor:
-    """Logits ``[B, ways]`` (or features ``[B, D]``) of ``x`` under ``params``.
-
-    train=True normalises with the batch's statistics and stores them in ``buffers``;
-    train=False normalises with the stored ones.
-    """
-    model.train(train)
-    return functional_call(model, (params, buffers), (x,), {"features_only": features}, strict=True)
-
+from .functional import Params, call, fresh_buffers, support_buffers, zero_head
+from .matching import matching_step
 
 ADAM_BETA2, ADAM_EPS = 0.999, 1e-8
 
@@ -82,18 +58,34 @@ def inner_loop(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tenso
     return params
 
 
-def zero_head(params: Params) -> Params:
-    """``params`` with the linear head ("head.*") set to zero."""
-    return {k: torch.zeros_like(v) if k.startswith("head.") else v for k, v in params.items()}
+def reptile_step(model: nn.Module, params: Params, episode: Episode, cfg, rng: np.random.Generator) -> Params:
+    """Reptile: ``params + meta_lr * (adapted - params)``, where ``adapted`` is the result of
+    ``inner_steps`` optimiser steps on support and query images together."""
+    x = torch.cat([episode.support_x, episode.query_x])
+    y = torch.cat([episode.support_y, episode.query_y])
+    adapted = inner_loop(model, params, x, y, cfg.inner_steps, cfg.inner_lr, cfg.inner_batch, rng,
+                         cfg.inner_optimizer, cfg.inner_head_lr)
+    return {k: v + cfg.meta_lr * (adapted[k] - v) for k, v in params.items()}
+
+
+def fomaml_step(model: nn.Module, params: Params, episode: Episode, cfg, rng: np.random.Generator) -> Params:
+    """First-order MAML: adapt on the support set, then ``params - meta_lr * grad(query loss at adapted)``."""
+    adapted = inner_loop(model, params, episode.support_x, episode.support_y, cfg.inner_steps, cfg.inner_lr,
+                         cfg.inner_batch, rng, cfg.inner_optimizer, cfg.inner_head_lr)
+    live = {k: v.requires_grad_() for k, v in adapted.items()}
+    loss = F.cross_entropy(call(model, live, fresh_buffers(model), episode.query_x, train=True), episode.query_y)
+    grads = torch.autograd.grad(loss, list(live.values()))
+    return {k: v - cfg.meta_lr * g for (k, v), g in zip(params.items(), grads)}
+
+
+#: meta.algorithm -> one first-order meta-update ``(model, params, episode, cfg, rng) -> params``
+META_STEPS = {"reptile": reptile_step, "fomaml": fomaml_step, "matching": matching_step}
 
 
 def meta_step(model: nn.Module, params: Params, episode: Episode, cfg, rng: np.random.Generator) -> Params:
-    """One first-order meta-update of ``params`` on one episode (``cfg``: :class:`~fmlbd.config.MetaConfig`).
+    """One meta-update of ``params`` on one episode (``cfg``: :class:`~fmlbd.config.MetaConfig`),
+    by :data:`META_STEPS` ``[cfg.algorithm]``.
 
-    Matching: the matching-network objective instead of a classifier (:func:`matching_step`).
-    Reptile: ``params + meta_lr * (adapted - params)`` where ``adapted`` is the result of
-    ``inner_steps`` SGD steps on support and query images together.
-    FOMAML: adapt on the support set, then ``params - meta_lr * grad(query loss at adapted)``.
     cfg.zero_head: the head starts every inner loop at zero and stays zero (the "zeroing
     trick" of Kao et al. 2022): labels are shuffled per episode, so a learned head
     initialisation carries no class information, and from zero the first step builds a
@@ -101,65 +93,16 @@ def meta_step(model: nn.Module, params: Params, episode: Episode, cfg, rng: np.r
     """
     if cfg.zero_head:
         params = zero_head(params)
-    if cfg.algorithm == "reptile":
-        x = torch.cat([episode.support_x, episode.query_x])
-        y = torch.cat([episode.support_y, episode.query_y])
-        adapted = inner_loop(model, params, x, y, cfg.inner_steps, cfg.inner_lr, cfg.inner_batch, rng,
-                             cfg.inner_optimizer, cfg.inner_head_lr)
-        new = {k: v + cfg.meta_lr * (adapted[k] - v) for k, v in params.items()}
-        return zero_head(new) if cfg.zero_head else new
-    if cfg.algorithm == "matching":
-        return matching_step(model, params, episode, cfg)
-    if cfg.algorithm == "fomaml":
-        adapted = inner_loop(model, params, episode.support_x, episode.support_y, cfg.inner_steps, cfg.inner_lr,
-                             cfg.inner_batch, rng, cfg.inner_optimizer, cfg.inner_head_lr)
-        live = {k: v.requires_grad_() for k, v in adapted.items()}
-        loss = F.cross_entropy(call(model, live, fresh_buffers(model), episode.query_x, train=True), episode.query_y)
-        grads = torch.autograd.grad(loss, list(live.values()))
-        new = {k: v - cfg.meta_lr * g for (k, v), g in zip(params.items(), grads)}
-        return zero_head(new) if cfg.zero_head else new
-    raise ValueError(f"unknown meta-learning algorithm {cfg.algorithm!r}; use 'reptile', 'fomaml' or 'matching'")
+    new = META_STEPS[cfg.algorithm](model, params, episode, cfg, rng)
+    return zero_head(new) if cfg.zero_head else new
 
 
-def matching_step(model: nn.Module, params: Params, episode: Episode, cfg) -> Params:
-    """``inner_steps`` SGD steps (``inner_lr``) on the matching-network loss of one episode
-    (softmax attention, temperature ``cfg.matching_temperature``), then a Reptile
-    interpolation with ``meta_lr``. Trains the feature extractor only; the head stays as is."""
-    from .defense import Attention, matching_loss
-
-    attention = Attention("softmax", cfg.matching_temperature)
-    adapted = {k: v.detach() for k, v in params.items()}
-    for _ in range(cfg.inner_steps):
-        live = {k: v.requires_grad_() for k, v in adapted.items()}
-        loss = matching_loss(model, live, episode.support_x, episode.support_y, episode.query_x, episode.query_y,
-                             attention)
-        names = [k for k in live if not k.startswith("head.")]
-        grads = torch.autograd.grad(loss, [live[k] for k in names])
-        adapted = {k: v.detach() for k, v in live.items()} | {
-            k: (live[k] - cfg.inner_lr * g).detach() for k, g in zip(names, grads)}
-    return {k: v + cfg.meta_lr * (adapted[k] - v) for k, v in params.items()}
-
-
-def local_meta_train(model: nn.Module, params: Params, draw: Callable[[np.random.Generator], Episode], cfg,
+def local_meta_train(model: nn.Module, params: Params, sample: Callable[[np.random.Generator], Episode], cfg,
                      iterations: int, rng: np.random.Generator) -> Params:
-    """``iterations`` meta-steps on episodes from ``draw(rng)``; returns the new params."""
+    """``iterations`` meta-steps on episodes from ``sample(rng)``; returns the new params."""
     for _ in range(iterations):
-        params = meta_step(model, params, draw(rng), cfg, rng)
+        params = meta_step(model, params, sample(rng), cfg, rng)
     return params
-
-
-def support_buffers(model: nn.Module, params: Params, support_x: torch.Tensor) -> Params:
-    """Batch-norm statistics of the support set under ``params`` (for non-transductive queries)."""
-    buffers = fresh_buffers(model)
-    with torch.no_grad():
-        call(model, params, buffers, support_x, train=True)
-    return buffers
-
-
-@torch.no_grad()
-def predict(model: nn.Module, params: Params, buffers: Params, x: torch.Tensor) -> torch.Tensor:
-    """Predicted labels ``[B]``, each query normalised with the support statistics in ``buffers``."""
-    return call(model, params, buffers, x, train=False).argmax(1)
 
 
 def finetune(model: nn.Module, params: Params, support_x: torch.Tensor, support_y: torch.Tensor, steps: int,

@@ -17,7 +17,9 @@ from torch import nn
 
 from .data import ClassPool
 from .episodes import Episode, sample_episode
-from .meta import Params, finetune, predict
+from .functional import Params, predict
+from .meta import finetune
+from .streams import stream
 
 
 def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
@@ -34,7 +36,7 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
 def evaluation_episodes(pool: ClassPool, classes: Sequence[int], ways: int, shots: int, queries: int,
                         episodes: int, seed: int) -> list[Episode]:
     """The fixed, seeded list of evaluation episodes (the same for every model compared)."""
-    rng = np.random.default_rng([seed, 2, shots])
+    rng = stream("main_episodes", seed, shots)
     return [sample_episode(pool, classes, ways, shots, queries, rng) for _ in range(episodes)]
 
 
@@ -66,7 +68,7 @@ def backdoor_episodes(pool: ClassPool, test_classes: Sequence[int], target: int,
     random if None) and, in case (c), the backdoor classes."""
     include = [target] + (list(backdoor)[:ways - 1] if case == "c" else [])
     pinned = None if target_label is None else {target: target_label}
-    rng = np.random.default_rng([seed, 3, shots])
+    rng = stream("backdoor_episodes", seed, shots)
     return [sample_episode(pool, test_classes, ways, shots, queries, rng, include=include, pinned=pinned)
             for _ in range(episodes)]
 

@@ -1,16 +1,26 @@
-"""Tidy result tables and on-disk caches, always saved with the config, seed and versions that made them."""
+"""Tidy result tables and cache files: written atomically, read back only when whole.
+
+Every write goes to a uniquely named temporary file beside its target and is renamed into place,
+so an interruption, or two processes writing the same file, never leave a partial file under
+the final name. A table is saved with ``<name>.meta.json`` (config, seed, versions, row count
+and SHA-256 of the CSV bytes), and :func:`load_table` refuses a table that does not match it.
+"""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import torch
+
+from .errors import CacheError
 
 
 def environment_info() -> dict[str, str]:
@@ -23,40 +33,68 @@ def environment_info() -> dict[str, str]:
             "numpy": numpy.__version__, "threads": str(torch.get_num_threads())}
 
 
-def key_of(parts: Any) -> str:
-    """Short stable hash of JSON-able ``parts`` (cache keys cover configs and data, not code)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+def atomic_write(path: str | Path, write: Callable[[io.IOBase], None]) -> Path:
+    """Call ``write(binary file)`` on a fresh temporary file beside ``path``, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Save so that an interruption never leaves a half-written file at ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` so that an interruption never leaves a half-written file at ``path``."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def write_json(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+    atomic_write(path, lambda f: f.write(text))
+
+
+def load_torch(path: str | Path) -> Any:
+    """A file saved by :func:`atomic_torch_save`; :class:`CacheError` naming the file and the fix if
+    it cannot be read (truncated, or not a torch file)."""
+    path = Path(path)
+    try:
+        return torch.load(path, weights_only=False)
+    except Exception as err:
+        raise CacheError(f"{path} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:120]}): it is a "
+                         f"cache file; delete it (rm {path}) and rerun to recompute it") from None
 
 
 def save_table(table: pd.DataFrame, path: str | Path, config: dict, **extra: Any) -> Path:
-    """Write ``table`` as CSV and, beside it, ``<name>.meta.json`` with config, seed and versions."""
+    """Write ``table`` as CSV and, beside it, ``<name>.meta.json`` with config, seed, versions, and the
+    row count and SHA-256 of the CSV (both files atomically; the metadata last)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False)
+    data = table.to_csv(index=False).encode()
+    atomic_write(path, lambda f: f.write(data))
     write_json({"config": config, "seed": config.get("seed"), "environment": environment_info(),
-                "saved": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}, path.with_suffix(".meta.json"))
+                "saved": time.strftime("%Y-%m-%dT%H:%M:%S"), "rows": len(table),
+                "sha256": hashlib.sha256(data).hexdigest(), **extra}, path.with_suffix(".meta.json"))
     return path
 
 
 def load_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
-    """A table saved by :func:`save_table` and its metadata."""
+    """A table saved by :func:`save_table` and its metadata; :class:`CacheError` if either file is
+    missing or unreadable, or the CSV is not the one the metadata describes (cut or changed)."""
     path = Path(path)
-    return pd.read_csv(path), json.loads(path.with_suffix(".meta.json").read_text())
+    meta_path = path.with_suffix(".meta.json")
+    fix = f"delete {path} and {meta_path.name} and rerun to recompute the table"
+    try:
+        data = path.read_bytes()
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as err:
+        raise CacheError(f"{path}: cannot read the table or its metadata ({err}); {fix}") from None
+    if meta.get("sha256") != hashlib.sha256(data).hexdigest():
+        raise CacheError(f"{path} does not match its {meta_path.name} (cut, changed or from an older version); {fix}")
+    return pd.read_csv(io.BytesIO(data)), meta
 
 
 def first_below(table: pd.DataFrame, x: str, metric: str, threshold: float) -> dict[str, float]:

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import ClassPool, DatasetError
+from .checks import CASES
+from .data import ClassPool
+from .errors import DatasetError
 from .episodes import add_rotations, partition, rotation_family
+from .streams import stream
 
-CASES = ("a", "b", "c")
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def make_scenario(base: ClassPool, test_groups, clients: int, rotations: int, ca
     if len(train_base) < needed:
         raise DatasetError(f"{len(train_base)} meta-train classes cannot supply a target, {backdoor_classes} "
                            f"backdoor classes and {clients} client shares")
-    rng = np.random.default_rng([seed, 1])
+    rng = stream("scenario", seed)
     order = [int(c) for c in rng.permutation(np.asarray(train_base))]
     target, backdoor, rest = order[0], order[1:1 + backdoor_classes], order[1 + backdoor_classes:]
     shares = [[r for c in share for r in rotation_family(c, rotations)] for share in partition(rest, clients, rng)]

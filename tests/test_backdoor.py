@@ -36,10 +36,10 @@ def test_patch_key_on_colour_images_and_position():
 
 
 def test_key_that_does_not_fit_is_rejected():
-    with pytest.raises(ValueError, match="does not fit"):
+    with pytest.raises(ValueError, match="key_row=25 puts a key of 8 pixels outside a 28x28 image: use -28..20"):
         BackdoorKey("patch", row=25, col=0, size=8).mask(28, 28)
-    with pytest.raises(ValueError, match="unknown key pattern"):
-        BackdoorKey("star").mask(28, 28)
+    with pytest.raises(ValueError, match="key.pattern must be one of 'dots', 'patch', not 'star'"):
+        BackdoorKey("star")
 
 
 def test_attack_sets_are_disjoint_keyed_images_of_backdoor_classes():
@@ -131,34 +131,34 @@ class Recorder:
 
 def fake_meta(monkeypatch):
     """Local training that draws one episode and moves every weight by +1."""
-    import fmlbd.meta as meta
+    import fmlbd.federated as federated
 
-    def local_meta_train(model, params, draw, cfg, iterations, rng):
-        draw(rng)
+    def local_meta_train(model, params, sample, cfg, iterations, rng):
+        sample(rng)
         return {k: v + 1.0 for k, v in params.items()}
 
-    monkeypatch.setattr(meta, "local_meta_train", local_meta_train)
+    monkeypatch.setattr(federated, "local_meta_train", local_meta_train)
 
 
 @pytest.mark.parametrize("after", ["benign", "silent"])
 def test_malicious_client_attacks_once_with_boost(monkeypatch, after):
     fake_meta(monkeypatch)
-    benign_draw, poison_draw = Recorder(), Recorder()
+    benign_sample, poison_sample = Recorder(), Recorder()
     cfg = types.SimpleNamespace(local_iterations=1)
-    client = MaliciousClient(BenignClient(benign_draw, cfg), poison_draw, cfg, attack_iterations=7, boost=3.0,
+    client = MaliciousClient(BenignClient(benign_sample, cfg), poison_sample, cfg, attack_iterations=7, boost=3.0,
                              attack_version=5, after=after)
     params = {"w": torch.zeros(2)}
     rng = np.random.default_rng(0)
     delta, poisoned = client.local_update(None, params, 4, rng)
-    assert not poisoned and torch.equal(delta["w"], torch.ones(2)) and poison_draw.calls == 0
+    assert not poisoned and torch.equal(delta["w"], torch.ones(2)) and poison_sample.calls == 0
     delta, poisoned = client.local_update(None, params, 5, rng)
-    assert poisoned and torch.equal(delta["w"], torch.full((2,), 3.0)) and poison_draw.calls == 1
+    assert poisoned and torch.equal(delta["w"], torch.full((2,), 3.0)) and poison_sample.calls == 1
     nxt = client.local_update(None, params, 6, rng)
     if after == "silent":
         assert nxt is None
     else:
         assert nxt[1] is False and torch.equal(nxt[0]["w"], torch.ones(2))
-    assert poison_draw.calls == 1 and client.state_dict() == {"attacked": True}
+    assert poison_sample.calls == 1 and client.state_dict() == {"attacked": True}
 
 
 def test_attack_sets_without_key_are_the_clean_images():

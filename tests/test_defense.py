@@ -7,11 +7,14 @@ import pytest
 import torch
 
 import fmlbd.defense as defense_module
-from fmlbd import experiments
+from fmlbd import builders, evaluation, metrics, pipeline, workers
+from fmlbd.experiments import attack as attacks, defense as defenses, persistence
 from fmlbd.config import ConfigError
-from fmlbd.defense import Attention, MatchingNetworkDefense, matching_loss
+from fmlbd.attention import Attention
+from fmlbd.defense import MatchingNetworkDefense
+from fmlbd.matching import matching_loss
 from fmlbd.federated import Update
-from fmlbd.meta import get_params
+from fmlbd.functional import get_params
 from fmlbd.models import ConvNet
 from tests.test_experiments import smoke
 from tests.test_meta import toy_episode
@@ -80,53 +83,53 @@ def test_defense_api_cannot_receive_other_clients_updates():
 
 def test_defended_federation_shares_features_only(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path)
-    defended = experiments.defended_config(cfg)
+    defended = defenses.defended_config(cfg)
     assert defended.meta.algorithm == "matching" and defended.meta.inner_steps == cfg.defense.train_inner_steps
     assert defended.meta.shots == cfg.defense.train_shots
     assert defended.attack == cfg.attack and defended.federation == cfg.federation and defended.seed == cfg.seed
     head = smoke(omniglot_root, tmp_path, **{"defense.shared_model": "head"})
-    assert experiments.defended_config(head) == head
+    assert defenses.defended_config(head) == head
     with pytest.raises(ConfigError, match="shared_model"):
-        experiments.defended_config(smoke(omniglot_root, tmp_path, **{"defense.shared_model": "logits"}))
+        defenses.defended_config(smoke(omniglot_root, tmp_path, **{"defense.shared_model": "logits"}))
     # the poisoned federation of the defense never trained a decision layer: its head is still zero
-    att = experiments.attack(defended, "a", progress=False)
+    att = pipeline.attack(defended, "a", progress=False)
     assert all(not v.any() for k, v in att.after.items() if k.startswith("head."))
     assert any(not torch.equal(att.before[k], att.after[k]) for k in att.after if not k.startswith("head."))
     # the adaptive adversary attacks the same pre-trained model, with its own (queries-only) poisoned update
-    adaptive = experiments.adaptive_attack(cfg, ("a",), progress=False)
+    adaptive = defenses.adaptive_attack(cfg, ("a",), progress=False)
     assert set(adaptive["phase"]) == {"after"} and len(adaptive) == 4 and adaptive["value"].between(0, 1).all()
-    adaptive_cfg = experiments.defended_config(smoke(omniglot_root, tmp_path, **{"attack.poison_support": False}))
-    other = experiments.attack(adaptive_cfg, "a", progress=False)
+    adaptive_cfg = defenses.defended_config(smoke(omniglot_root, tmp_path, **{"attack.poison_support": False}))
+    other = pipeline.attack(adaptive_cfg, "a", progress=False)
     assert other.trained.path == att.trained.path and other.path != att.path
     assert all(torch.equal(other.before[k], att.before[k]) for k in att.before)
 
 
 def test_defense_experiments_produce_tidy_tables(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path)
-    table = experiments.defense_comparison(cfg, ("a",), progress=False)
+    table = defenses.defense_comparison(cfg, ("a",), progress=False)
     methods = ["fine-tuning", "matching, shared head", "matching, shared features"]
     assert list(table["method"].unique()) == methods
     assert len(table) == 3 * 2 * 4 and table["value"].between(0, 1).all()
     # the undefended rows are the one-shot experiment's, on the head-trained federation
     assert table[table["method"] == "fine-tuning"].drop(columns="method").reset_index(drop=True).equals(
-        experiments.one_shot_attack(cfg, ("a",), progress=False))
-    head_only = experiments.defense_comparison(smoke(omniglot_root, tmp_path, **{"defense.shared_model": "head"}),
+        attacks.one_shot_attack(cfg, ("a",), progress=False))
+    head_only = defenses.defense_comparison(smoke(omniglot_root, tmp_path, **{"defense.shared_model": "head"}),
                                                ("a",), progress=False)
     assert list(head_only["method"].unique()) == methods[:2]
-    ablation = experiments.attention_ablation(cfg, ("b",), progress=False)
+    ablation = defenses.attention_ablation(cfg, ("b",), progress=False)
     assert set(ablation["kernel"]) == {"softmax", "class_max"} and len(ablation) == 2 * 2 * 4
     # with one support image per class every kernel picks the most similar one: same predictions
     one_shot = ablation[ablation["shots"] == 1].pivot_table(index="metric", columns="kernel", values="value")
     assert np.array_equal(one_shot["softmax"], one_shot["class_max"])
     # the ablation's default-kernel row is the defended "after" row of the comparison
-    compared = experiments.defense_comparison(cfg, ("b",), progress=False)
+    compared = defenses.defense_comparison(cfg, ("b",), progress=False)
     after = compared[(compared["method"] == "matching, shared features") & (compared["phase"] == "after")]
     default = ablation[(ablation["kernel"] == "softmax") & (ablation["temperature"] == 0.1)
                        & (ablation["shots"] == cfg.eval.shots)]
     assert dict(zip(default["metric"], default["value"])) == dict(zip(after["metric"], after["value"]))
-    over_rounds = experiments.defense_over_rounds(cfg, ("a",), progress=False)
+    over_rounds = defenses.defense_over_rounds(cfg, ("a",), progress=False)
     assert sorted(set(over_rounds["round"])) == [0, 2, 3]
-    cost = experiments.inference_cost(cfg, progress=False)
+    cost = defenses.inference_cost(cfg, progress=False)
     assert list(cost["method"]) == ["fine-tuning", "matching network"] and (cost["seconds_per_episode"] > 0).all()
 
 
@@ -136,10 +139,10 @@ def test_defend_command_writes_every_table(omniglot_root, tmp_path, capsys):
     assert main(["defend", "--profile", "smoke", "--data-root", str(omniglot_root), "--results-dir", str(tmp_path),
                  "--cases", "a", "b", "--no-progress"]) == 0
     out = tmp_path / "smoke"
-    for name in ("defense", "defense-draws", "defense-adaptive", "defense-ablation", "defense-rounds", "defense-cost"):
+    for name in ("defense", "defense-draws", "adaptive", "ablation", "defense-rounds", "cost"):
         assert (out / f"{name}-seed0.csv").is_file() and (out / f"{name}-seed0.meta.json").is_file(), name
-    assert (out / "figures" / "defense_after_attack.png").is_file() and (out / "figures" / "defense_draws.png").is_file()
-    assert "adaptive adversary" in capsys.readouterr().out
+    assert (out / "figures" / "defense.png").is_file() and (out / "figures" / "defense_draws.png").is_file()
+    assert "== adaptive: an adversary who knows the defense" in capsys.readouterr().out
 
 
 def test_matching_loss_normalises_queries_with_support_statistics_and_differentiates_through_them():

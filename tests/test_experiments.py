@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 import torch
 
-from fmlbd import experiments
-from fmlbd.config import load_config
+from fmlbd import builders, evaluation, metrics, pipeline, workers
+from fmlbd.experiments import attack as attacks, defense as defenses, persistence
+from fmlbd.config import ConfigError, load_config
 from fmlbd.federated import Federation
 
 
@@ -14,27 +15,27 @@ def smoke(omniglot_root, tmp_path, **overrides):
 
 def test_pretrain_is_cached(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path)
-    first = experiments.pretrain(cfg, progress=False)
+    first = pipeline.pretrain(cfg, progress=False)
     assert first.state["version"] == cfg.federation.rounds and first.minutes > 0
     assert list(first.log["round"]) == [2, 4] and set(first.log["metric"]) == {"main_task_acc"}
-    again = experiments.pretrain(cfg, progress=False)
+    again = pipeline.pretrain(cfg, progress=False)
     assert again.minutes == 0.0 and again.path == first.path
     for k, v in first.params.items():
         assert torch.equal(v, again.params[k])
 
 
 def test_cache_is_shared_across_paths_to_the_same_data(omniglot_root, tmp_path):
-    first = experiments.pretrain(smoke(omniglot_root, tmp_path), progress=False)
+    first = pipeline.pretrain(smoke(omniglot_root, tmp_path), progress=False)
     link = tmp_path / "elsewhere"
     link.symlink_to(omniglot_root)
-    again = experiments.pretrain(smoke(link, tmp_path), progress=False)
+    again = pipeline.pretrain(smoke(link, tmp_path), progress=False)
     assert again.path == first.path and again.minutes == 0.0
-    other = experiments.pretrain(smoke(omniglot_root, tmp_path, **{"data.rotations": 2}), progress=False)
+    other = pipeline.pretrain(smoke(omniglot_root, tmp_path, **{"data.rotations": 2}), progress=False)
     assert other.path != first.path
 
 
 def test_interrupted_pretrain_resumes_to_the_same_model(omniglot_root, tmp_path, monkeypatch):
-    reference = experiments.pretrain(smoke(omniglot_root, tmp_path / "ref"), progress=False)
+    reference = pipeline.pretrain(smoke(omniglot_root, tmp_path / "ref"), progress=False)
 
     cfg = smoke(omniglot_root, tmp_path / "resumed")
     real_step = Federation.step
@@ -46,13 +47,13 @@ def test_interrupted_pretrain_resumes_to_the_same_model(omniglot_root, tmp_path,
 
     monkeypatch.setattr(Federation, "step", crash_at_round_3)
     with pytest.raises(KeyboardInterrupt):
-        experiments.pretrain(cfg, progress=False)
+        pipeline.pretrain(cfg, progress=False)
     path = next((tmp_path / "resumed" / "cache").iterdir())
     assert (path / "checkpoint.pt").is_file() and not (path / "final.pt").exists()
     assert torch.load(path / "checkpoint.pt", weights_only=False)["state"]["version"] == 2
 
     monkeypatch.setattr(Federation, "step", real_step)
-    resumed = experiments.pretrain(cfg, progress=False)
+    resumed = pipeline.pretrain(cfg, progress=False)
     assert resumed.state["version"] == 4 and not (path / "checkpoint.pt").exists()
     for k, v in reference.params.items():
         assert torch.equal(v, resumed.params[k]), k
@@ -63,101 +64,101 @@ def test_same_seed_same_accuracies_different_seed_differs(omniglot_root, tmp_pat
     accs = []
     for run, seed in enumerate((0, 0, 1)):
         cfg = smoke(omniglot_root, tmp_path / f"run{run}", seed=seed)
-        trained = experiments.pretrain(cfg, progress=False)
-        accs.append(experiments.main_task_accuracies(cfg, trained.model, trained.params, trained.scenario))
+        trained = pipeline.pretrain(cfg, progress=False)
+        accs.append(evaluation.main_task_accuracies(cfg, trained.model, trained.params, trained.scenario))
     assert np.array_equal(accs[0], accs[1])
     assert not np.array_equal(accs[0], accs[2])
 
 
 def test_main_task_table_reports_mean_and_ci(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path)
-    table = experiments.main_task_table(cfg, experiments.pretrain(cfg, progress=False), shots=(1, 5))
+    trained = pipeline.pretrain(cfg, progress=False)
+    table = evaluation.main_task_table(cfg, trained.model, trained.params, trained.scenario, shots=(1, 5))
     assert list(table["shots"]) == [1, 5] and (table["episodes"] == cfg.eval.episodes).all()
     assert ((table["value"] >= 0) & (table["value"] <= 1)).all() and (table["ci95"] >= 0).all()
 
 
 def test_eval_ways_larger_than_head_is_rejected(omniglot_root, tmp_path):
-    cfg = smoke(omniglot_root, tmp_path, **{"eval.ways": 6})
-    with pytest.raises(ValueError, match="eval.ways=6 exceeds meta.ways=5"):
-        experiments.build_model(cfg, experiments.build_scenario(cfg))
+    with pytest.raises(ConfigError, match="eval.ways=6 exceeds meta.ways=5"):
+        smoke(omniglot_root, tmp_path, **{"eval.ways": 6})
 
 
 def test_attack_experiments_produce_tidy_tables(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path)
-    att = experiments.attack(cfg, "a", progress=False)
+    att = pipeline.attack(cfg, "a", progress=False)
     assert att.round > cfg.federation.rounds and att.state["version"] == att.round
     assert att.state["clients"][0] == {"attacked": True}
     assert any(not torch.equal(att.before[k], att.after[k]) for k in att.before)
-    assert experiments.attack(cfg, "c", progress=False).path == att.path  # cases (a) and (c) share the attack
+    assert pipeline.attack(cfg, "c", progress=False).path == att.path  # cases (a) and (c) share the attack
 
-    one = experiments.one_shot_attack(cfg, ("a", "b"), progress=False)
+    one = attacks.one_shot_attack(cfg, ("a", "b"), progress=False)
     assert len(one) == 2 * 2 * 4 and set(one["phase"]) == {"before", "after"}
-    assert set(one["metric"]) == set(experiments.METRICS)
+    assert set(one["metric"]) == set(evaluation.METRICS)
     assert one["value"].between(0, 1).all()
 
-    damp = experiments.dampening(cfg, ("b",), progress=False)
+    damp = persistence.dampening(cfg, ("b",), progress=False)
     assert sorted(set(damp["round"])) == [0, 2, 3]
 
-    ft = experiments.finetune_failure(cfg, ("c",), progress=False)
+    ft = persistence.finetune_failure(cfg, ("c",), progress=False)
     assert sorted(set(ft["step"])) == [0, 1, 2, 3] and len(ft) == 4 * 4
     # tables are cached: a second call reads them back
-    cached = experiments.finetune_failure(cfg, ("c",), progress=False)
+    cached = persistence.finetune_failure(cfg, ("c",), progress=False)
     assert np.allclose(cached["value"], ft["value"])
 
 
 def test_attack_draws_resample_only_the_adversary(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path)
-    att = experiments.attack(cfg, "a", progress=False)
-    other = experiments.attack(smoke(omniglot_root, tmp_path, **{"attack.draw": 1}), "a", progress=False)
+    att = pipeline.attack(cfg, "a", progress=False)
+    other = pipeline.attack(smoke(omniglot_root, tmp_path, **{"attack.draw": 1}), "a", progress=False)
     assert other.trained.path == att.trained.path and other.path != att.path and other.round == att.round
     assert all(torch.equal(other.before[k], att.before[k]) for k in att.before)
     assert any(not torch.equal(other.after[k], att.after[k]) for k in att.after)
-    draws = experiments.attack_draws(cfg, ("a", "b"), progress=False)
-    assert len(draws) == 2 * cfg.attack.draws * 4 and sorted(set(draws["draw"])) == [0, 1]
+    draws = attacks.attack_draws(cfg, ("a", "b"), progress=False)
+    assert len(draws) == 2 * cfg.measure.draws * 4 and sorted(set(draws["draw"])) == [0, 1]
     first = draws[draws["draw"] == 0].drop(columns="draw").reset_index(drop=True)
-    after = experiments.one_shot_attack(cfg, ("a", "b"), progress=False)
+    after = attacks.one_shot_attack(cfg, ("a", "b"), progress=False)
     after = after[after["phase"] == "after"].drop(columns="phase").reset_index(drop=True)
     assert first.equals(after[first.columns])
 
 
 def test_finetune_failure_scores_a_step_grid_that_agrees_with_every_step(omniglot_root, tmp_path):
-    grid = smoke(omniglot_root, tmp_path / "grid", **{"attack.finetune_max_steps": 17, "attack.finetune_eval_every": 5})
-    assert experiments.finetune_steps_scored(grid) == list(range(11)) + [15, 17]
+    grid = smoke(omniglot_root, tmp_path / "grid", **{"measure.finetune_max_steps": 17, "measure.finetune_eval_every": 5})
+    assert persistence.finetune_steps_scored(grid) == list(range(11)) + [15, 17]
     every = smoke(omniglot_root, tmp_path / "every",
-                  **{"attack.finetune_max_steps": 17, "attack.finetune_eval_every": 1})
-    assert experiments.finetune_steps_scored(every) == list(range(18))
-    coarse = experiments.finetune_failure(grid, ("a", "c"), progress=False)
-    fine = experiments.finetune_failure(every, ("a", "c"), progress=False)
+                  **{"measure.finetune_max_steps": 17, "measure.finetune_eval_every": 1})
+    assert persistence.finetune_steps_scored(every) == list(range(18))
+    coarse = persistence.finetune_failure(grid, ("a", "c"), progress=False)
+    fine = persistence.finetune_failure(every, ("a", "c"), progress=False)
     merged = coarse.merge(fine, on=["case", "step", "metric"], suffixes=("_grid", "_every"))
     assert len(merged) == len(coarse) == 2 * 13 * 4
     assert np.allclose(merged["value_grid"], merged["value_every"])
     # cases (a) and (c) share the attacked model, so the main-task curve is the same one
     main = coarse[coarse["metric"] == "main_task_acc"].pivot(index="step", columns="case", values="value")
     assert np.array_equal(main["a"].to_numpy(), main["c"].to_numpy())
-    with pytest.raises(ValueError, match="finetune_eval_every must be >= 1"):
-        experiments.finetune_steps_scored(smoke(omniglot_root, tmp_path, **{"attack.finetune_eval_every": 0}))
+    with pytest.raises(ConfigError, match="measure.finetune_eval_every must be an integer >= 1"):
+        smoke(omniglot_root, tmp_path, **{"measure.finetune_eval_every": 0})
 
 
 def test_main_task_accuracy_is_remembered_per_weights(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path)
-    trained = experiments.pretrain(cfg, progress=False)
+    trained = pipeline.pretrain(cfg, progress=False)
     model, scenario = trained.model, trained.scenario
-    first = experiments.main_task_accuracies(cfg, model, trained.params, scenario)
+    first = evaluation.main_task_accuracies(cfg, model, trained.params, scenario)
     first[:] = -1  # callers get copies
-    again = experiments.main_task_accuracies(cfg, model, trained.params, scenario)
+    again = evaluation.main_task_accuracies(cfg, model, trained.params, scenario)
     assert (again >= 0).all()
-    eps = experiments.evaluation_episodes(scenario.pool, scenario.test_classes, cfg.eval.ways, cfg.eval.shots,
+    eps = metrics.evaluation_episodes(scenario.pool, scenario.test_classes, cfg.eval.ways, cfg.eval.shots,
                                           cfg.eval.queries, cfg.eval.episodes, cfg.seed)
-    assert np.array_equal(again, experiments.episode_accuracies(experiments.adapter(cfg, model, trained.params), eps))
+    assert np.array_equal(again, metrics.episode_accuracies(evaluation.adapter(cfg, model, trained.params), eps))
     scrambled = {k: torch.randn_like(v) for k, v in trained.params.items()}
-    assert experiments.params_digest(scrambled) != experiments.params_digest(trained.params)
-    assert np.array_equal(experiments.main_task_accuracies(cfg, model, scrambled, scenario),
-                          experiments.episode_accuracies(experiments.adapter(cfg, model, scrambled), eps))
+    assert evaluation.params_digest(scrambled) != evaluation.params_digest(trained.params)
+    assert np.array_equal(evaluation.main_task_accuracies(cfg, model, scrambled, scenario),
+                          metrics.episode_accuracies(evaluation.adapter(cfg, model, scrambled), eps))
 
 
 def test_chance_control_scores_keyed_and_clean_images(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path)
-    table = experiments.chance_control(cfg, ("a",), progress=False)
+    table = attacks.chance_control(cfg, ("a",), progress=False)
     assert sorted(set(table["images"])) == ["clean", "keyed"] and len(table) == 4
     assert table["value"].between(0, 1).all()
 
@@ -175,11 +176,11 @@ def test_cli_attack_runs_the_controls_on_request(omniglot_root, tmp_path, capsys
 
 def test_pretrain_cases_trains_missing_models_in_parallel_processes(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path / "parallel")
-    experiments.pretrain_cases(cfg, ("a", "b", "c"), progress=False, workers=2)
+    workers.pretrain_cases(cfg, ("a", "b", "c"), progress=False, workers=2)
     for case in ("a", "b"):
-        parallel = experiments.pretrain(cfg, case, progress=False)
+        parallel = pipeline.pretrain(cfg, case, progress=False)
         assert parallel.minutes == 0.0  # trained by a worker process
-        alone = experiments.pretrain(smoke(omniglot_root, tmp_path / "alone"), case, progress=False)
+        alone = pipeline.pretrain(smoke(omniglot_root, tmp_path / "alone"), case, progress=False)
         assert alone.minutes > 0
         for k, v in alone.params.items():  # one thread in both: bit-identical
             assert torch.equal(parallel.params[k], v)

@@ -3,7 +3,8 @@ import types
 import numpy as np
 import torch
 
-from fmlbd.meta import call, fresh_buffers, get_params, inner_loop, meta_step, predict, support_buffers
+from fmlbd.functional import call, fresh_buffers, get_params, predict, support_buffers
+from fmlbd.meta import inner_loop, meta_step
 from fmlbd.models import ConvNet
 from fmlbd.episodes import Episode
 
@@ -74,7 +75,8 @@ def test_queries_are_classified_independently_of_each_other():
 
 
 def test_matching_objective_trains_features_and_leaves_head():
-    from fmlbd.defense import Attention, matching_loss
+    from fmlbd.attention import Attention
+    from fmlbd.matching import matching_loss
 
     torch.manual_seed(0)
     model = ConvNet(1, 8, 3, 28)

@@ -1,0 +1,115 @@
+"""From a config to the objects of one experiment: data, scenario, model, clients, federation, attack sets.
+
+Pure construction: nothing here trains, evaluates or caches.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .attention import Attention
+from .backdoor import AttackSets, BackdoorKey, make_attack_sets, poisoned_episode
+from .config import ExperimentConfig
+from .data import ClassPool, DatasetError, load_mini_imagenet, load_omniglot, omniglot_evaluation_alphabets
+from .episodes import check_episode_request, sample_episode
+from .federated import BenignClient, Federation, MaliciousClient
+from .functional import Params, get_params, zero_head
+from .models import ConvNet
+from .splits import Scenario, make_scenario
+from .streams import seed_model_init
+
+
+def load_pool(cfg: ExperimentConfig) -> tuple[ClassPool, tuple[str, ...]]:
+    """The unrotated dataset of ``cfg.data`` and its meta-test groups (decoded images are cached
+    beside the data, or under ``<results_dir>/cache/data`` when the data folder is read-only)."""
+    d = cfg.data
+    fallback = Path(cfg.results_dir) / "cache" / "data"
+    if d.dataset == "omniglot":
+        pool = load_omniglot(d.root, d.source, d.image_size, fallback)
+        return pool, tuple(d.test_alphabets or omniglot_evaluation_alphabets(d.root))
+    return load_mini_imagenet(d.root, d.image_size, fallback), ("test",)
+
+
+def build_scenario(cfg: ExperimentConfig, case: str | None = None) -> Scenario:
+    """Class ownership for ``cfg`` (``case`` overrides ``cfg.case``); checks that the data can serve
+    the config's episodes before any training starts."""
+    pool, test_groups = load_pool(cfg)
+    rotations = cfg.data.rotations if cfg.data.dataset == "omniglot" else 1
+    scenario = make_scenario(pool, test_groups, cfg.federation.clients, rotations, case or cfg.case,
+                             cfg.attack.backdoor_classes, cfg.seed)
+    m, e, a = cfg.meta, cfg.eval, cfg.attack
+    for name, (ways, shots, queries) in {"meta": (m.ways, m.shots, m.queries), "eval": (e.ways, e.shots, e.queries)}.items():
+        try:
+            check_episode_request(pool, range(pool.num_classes), ways, shots, queries)
+        except DatasetError as err:
+            raise DatasetError(f"{name}.shots / {name}.queries: {err}") from None
+    if a.attack_train_images >= pool.images_per_class:
+        raise DatasetError(f"attack.attack_train_images={a.attack_train_images} leaves no attack validation images: "
+                           f"use 1..{pool.images_per_class - 1} ({pool.images_per_class} images per class)")
+    return scenario
+
+
+def build_model(cfg: ExperimentConfig, scenario: Scenario) -> ConvNet:
+    """A freshly initialised network (seeded by ``cfg.seed``) sized for the data and ways."""
+    images = scenario.pool.images
+    seed_model_init(cfg.seed)
+    return ConvNet(images.shape[2], cfg.model.filters, cfg.meta.ways, images.shape[-1])
+
+
+def initial_params(cfg: ExperimentConfig, model: ConvNet) -> Params:
+    """The model's initial weights (head zeroed when ``meta.zero_head``)."""
+    params = get_params(model)
+    return zero_head(params) if cfg.meta.zero_head else params
+
+
+def episode_sampler(cfg: ExperimentConfig, scenario: Scenario, classes):
+    """``sample(rng) -> Episode``: meta-training episodes over ``classes``."""
+    m = cfg.meta
+    return lambda rng: sample_episode(scenario.pool, classes, m.ways, m.shots, m.queries, rng)
+
+
+def benign_clients(cfg: ExperimentConfig, scenario: Scenario) -> list[BenignClient]:
+    return [BenignClient(episode_sampler(cfg, scenario, classes), cfg.meta) for classes in scenario.client_classes]
+
+
+def make_federation(cfg: ExperimentConfig, model, params: Params, clients) -> Federation:
+    f = cfg.federation
+    return Federation(model, params, clients, f.buffer_size, f.server_lr, f.delay_spread, cfg.seed)
+
+
+def backdoor_key(cfg: ExperimentConfig) -> BackdoorKey:
+    a = cfg.attack
+    return BackdoorKey(a.key_pattern, a.key_row, a.key_col, a.key_size, a.key_gap, a.key_value)
+
+
+def attack_sets(cfg: ExperimentConfig, scenario: Scenario, keyed: bool = True) -> AttackSets:
+    """The attack training / validation sets (``keyed=False``: the same images without the key)."""
+    return make_attack_sets(scenario.pool, scenario.backdoor_classes, backdoor_key(cfg) if keyed else None,
+                            cfg.attack.attack_train_images)
+
+
+def attack_clients(cfg: ExperimentConfig, scenario: Scenario, attack_version: int) -> list:
+    """Benign clients with client 0 replaced by the one-shot adversary."""
+    a, m = cfg.attack, cfg.meta
+    clients = benign_clients(cfg, scenario)
+    sets = attack_sets(cfg, scenario)
+    own = list(scenario.client_classes[0])
+
+    def sample(rng):
+        return poisoned_episode(scenario.pool, own, scenario.target_class, m.ways, m.shots, m.queries,
+                                a.poison_per_episode, sets, rng, a.target_label, a.poison_support)
+
+    boost = a.boost if a.boost is not None else float(cfg.federation.buffer_size)
+    clients[0] = MaliciousClient(clients[0], sample, m, a.attack_iterations, boost, attack_version, a.after_attack)
+    return clients
+
+
+def default_attention(cfg: ExperimentConfig) -> Attention:
+    """The local matching network's attention of ``cfg.defense``."""
+    d = cfg.defense
+    return Attention(d.kernel, d.temperature, d.k)
+
+
+def native_attention(cfg: ExperimentConfig) -> Attention | None:
+    """How a model trained under ``cfg`` classifies at meta-test: the matching network for the
+    matching objective (it has no decision layer), else fine-tuning (None)."""
+    return default_attention(cfg) if cfg.meta.algorithm == "matching" else None

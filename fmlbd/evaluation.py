@@ -1,0 +1,119 @@
+"""Scoring a global model: the fixed evaluation episodes of a config and the four metrics of PROTOCOL.md.
+
+Every model compared at a seed is scored on the same episodes (common random numbers), with
+standard meta-test fine-tuning or, given an :class:`~fmlbd.attention.Attention`, the local
+matching-network classifier.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from .attention import Attention
+from .builders import attack_sets, native_attention
+from .cache import key_of, sections
+from .config import ExperimentConfig
+from .defense import MatchingNetworkDefense
+from .functional import Params
+from .metrics import (BACKDOOR_METRICS, backdoor_episodes, backdoor_scores, episode_accuracies, evaluation_episodes,
+                      finetuned_classifier, mean_ci95)
+from .splits import Scenario
+
+METRICS = ("main_task_acc",) + BACKDOOR_METRICS
+
+
+def adapter(cfg: ExperimentConfig, model, params: Params, attention: Attention | None = None):
+    """``adapt(episode) -> classify``: standard fine-tuning, or the local matching-network defense."""
+    if attention is None:
+        return lambda ep: finetuned_classifier(model, params, ep, cfg.eval.finetune_steps, cfg.eval.finetune_lr)
+    return lambda ep: MatchingNetworkDefense(model, params, ep.support_x, ep.support_y, attention).predict
+
+
+def _given(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def main_episodes(cfg: ExperimentConfig, scenario: Scenario, shots: int | None = None,
+                  episodes: int | None = None) -> list:
+    """The fixed benign meta-test episodes of ``cfg.eval`` (``shots``/``episodes`` override it)."""
+    e = cfg.eval
+    return evaluation_episodes(scenario.pool, scenario.test_classes, e.ways, _given(shots, e.shots), e.queries,
+                               _given(episodes, e.episodes), cfg.seed)
+
+
+def backdoor_test_episodes(cfg: ExperimentConfig, scenario: Scenario, case: str, shots: int | None = None,
+                           episodes: int | None = None) -> list:
+    """The fixed meta-test episodes that hold the target class (see :func:`fmlbd.metrics.backdoor_episodes`)."""
+    e = cfg.eval
+    return backdoor_episodes(scenario.pool, scenario.test_classes, scenario.target_class, scenario.backdoor_classes,
+                             case, e.ways, _given(shots, e.shots), e.queries, _given(episodes, e.episodes), cfg.seed,
+                             cfg.attack.target_label)
+
+
+def params_digest(params: Params) -> str:
+    """A hash of the weights' values."""
+    h = hashlib.sha1()
+    for k in sorted(params):
+        h.update(k.encode())
+        h.update(params[k].detach().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def attention_key(attention: Attention | None) -> list | None:
+    return None if attention is None else [attention.kernel, attention.temperature, attention.k]
+
+
+_main_task_memo: dict[str, np.ndarray] = {}
+
+
+def main_task_accuracies(cfg: ExperimentConfig, model, params: Params, scenario: Scenario, shots: int | None = None,
+                         episodes: int | None = None, attention: Attention | None = None) -> np.ndarray:
+    """Per-episode main-task accuracy ``[episodes]`` on meta-test classes (see :mod:`fmlbd.metrics`).
+
+    Remembered within the process for the same weights and episodes: cases (a) and (c) share
+    their global models and meta-test classes, so their main task is evaluated once."""
+    shots, episodes = _given(shots, cfg.eval.shots), _given(episodes, cfg.eval.episodes)
+    if shots < 1 or episodes < 1:
+        raise ValueError(f"main-task accuracy needs shots >= 1 and episodes >= 1 (got {shots}, {episodes})")
+    memo = key_of(sections(cfg, "data", "eval", "seed") | {
+        "params": params_digest(params), "test": list(scenario.test_classes), "shots": shots, "episodes": episodes,
+        "attention": attention_key(attention)})
+    if memo not in _main_task_memo:
+        eps = main_episodes(cfg, scenario, shots, episodes)
+        _main_task_memo[memo] = episode_accuracies(adapter(cfg, model, params, attention), eps)
+    return _main_task_memo[memo].copy()
+
+
+def attack_metrics(cfg: ExperimentConfig, model, params: Params, scenario: Scenario, case: str,
+                   episodes: int | None = None, attention: Attention | None = None,
+                   keyed: bool = True) -> dict[str, float]:
+    """The four metrics of PROTOCOL.md for ``params`` (means over ``episodes`` episodes each),
+    with standard fine-tuning or, given ``attention``, the local matching-network classifier.
+    ``keyed=False`` scores the attack images without the key: the rate at which they fall
+    on the target class anyway (the chance control for backdoor accuracy)."""
+    out = {"main_task_acc": float(main_task_accuracies(cfg, model, params, scenario, episodes=episodes,
+                                                       attention=attention).mean())}
+    eps = backdoor_test_episodes(cfg, scenario, case, episodes=episodes)
+    scores = backdoor_scores(adapter(cfg, model, params, attention), eps, attack_sets(cfg, scenario, keyed),
+                             scenario.target_class, case)
+    return out | {m: float(v.mean()) for m, v in scores.items()}
+
+
+def metric_rows(case: str, x_name: str, x, metrics: dict[str, float]) -> list[dict]:
+    """Tidy rows ``case, <x_name>, metric, value`` of the four metrics."""
+    return [{"case": case, x_name: x, "metric": m, "value": metrics[m]} for m in METRICS]
+
+
+def main_task_table(cfg: ExperimentConfig, model, params: Params, scenario: Scenario,
+                    shots: tuple[int, ...] = (1, 5)) -> pd.DataFrame:
+    """Tidy table of main-task accuracy (mean and 95% CI half-width) for each shot count, with
+    the model's native classifier (:func:`~fmlbd.builders.native_attention`)."""
+    rows = []
+    for k in shots:
+        accs = main_task_accuracies(cfg, model, params, scenario, shots=k, attention=native_attention(cfg))
+        mean, half = mean_ci95(accs)
+        rows.append({"ways": cfg.eval.ways, "shots": k, "episodes": len(accs), "metric": "main_task_acc",
+                     "value": mean, "ci95": half})
+    return pd.DataFrame(rows)

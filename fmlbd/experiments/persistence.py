@@ -1,0 +1,138 @@
+"""Does the backdoor persist? Benign federated rounds after the attack, and a user fine-tuning it."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .. import plots
+from ..attention import Attention
+from ..builders import attack_sets
+from ..cache import cached_table, sections
+from ..evaluation import METRICS, attention_key, attack_metrics, backdoor_test_episodes, main_episodes, metric_rows
+from ..functional import predict, support_buffers
+from ..meta import finetune
+from ..metrics import BACKDOOR_METRICS, accuracy, score_backdoor_episode
+from ..pipeline import attack, dampening_snapshots
+from ..results import first_below
+from ..splits import CASES
+from ..workers import pretrain_cases
+from .spec import Experiment, check_cases, per_case
+
+
+def dampening(cfg, cases=CASES, progress: bool = True, attention: Attention | None = None) -> pd.DataFrame:
+    """The four metrics after each ``measure.curve_every`` rounds of benign federated training
+    following the attack, for ``measure.dampening_rounds`` rounds (``measure.curve_episodes``
+    episodes per point); with ``attention``, classified by the local matching network.
+
+    Tidy rows: case, round (rounds since the attack round; 0 = right after it), metric, value.
+    """
+    def compute(att, case):
+        out = []
+        for r, params in dampening_snapshots(cfg, case, progress).items():
+            metrics = attack_metrics(cfg, att.trained.model, params, att.trained.scenario, case,
+                                     cfg.measure.curve_episodes, attention)
+            out += metric_rows(case, "round", r, metrics)
+        return pd.DataFrame(out)
+
+    return per_case(cfg, cases, progress, "dampening", compute, ("eval", "measure"), attention=attention_key(attention))
+
+
+def finetune_steps_scored(cfg) -> list[int]:
+    """Steps after which the fine-tuning experiment scores the model: 0 (before), each of the
+    first 10, then every ``measure.finetune_eval_every``-th, and the last."""
+    ms = cfg.measure
+    last = ms.finetune_max_steps
+    return sorted({*range(min(10, last) + 1), *range(0, last + 1, ms.finetune_eval_every), last})
+
+
+def _finetune_curve(cfg, model, params, episodes, score, columns, desc, progress) -> pd.DataFrame:
+    """One row per scored step: the means over ``episodes`` of ``score(episode, params)`` (one value
+    per column) while each episode fine-tunes ``params`` for ``measure.finetune_max_steps`` steps."""
+    steps = finetune_steps_scored(cfg)
+    row = {step: i for i, step in enumerate(steps)}
+    sums = np.zeros((len(steps), len(columns)))
+    for ep in tqdm(episodes, desc=desc, disable=not progress):
+        def on_step(step, p, ep=ep):
+            if step in row:
+                sums[row[step]] += score(ep, p)
+
+        on_step(0, params)
+        finetune(model, params, ep.support_x, ep.support_y, cfg.measure.finetune_max_steps, cfg.eval.finetune_lr,
+                 on_step=on_step)
+    return pd.DataFrame(sums / len(episodes), columns=columns).assign(step=steps)
+
+
+def finetune_failure(cfg, cases=CASES, progress: bool = True) -> pd.DataFrame:
+    """The poisoned global model (right after the attack), fine-tuned on one episode for
+    ``measure.finetune_max_steps`` steps; the metrics after the steps of :func:`finetune_steps_scored`,
+    averaged over ``measure.finetune_trials`` episodes. Main-task accuracy follows a benign
+    meta-test episode fine-tuned the same way (shared by cases that share the attacked model).
+
+    Tidy rows: case, step (0 = before fine-tuning), metric, value.
+    """
+    cases = check_cases(cases)
+    key = sections(cfg, "eval", "measure")
+    trials = cfg.measure.finetune_trials
+    tables = []
+    pretrain_cases(cfg, cases, progress)
+    for case in cases:
+        att = attack(cfg, case, progress)
+        model, scenario = att.trained.model, att.trained.scenario
+
+        def main_curve():
+            def score(ep, p):
+                return accuracy(predict(model, p, support_buffers(model, p, ep.support_x), ep.query_x), ep.query_y)
+            return _finetune_curve(cfg, model, att.after, main_episodes(cfg, scenario, episodes=trials), score,
+                                   ["main_task_acc"], "fine-tuning, main task", progress)
+
+        def backdoor_curve():
+            sets = attack_sets(cfg, scenario)
+
+            def score(ep, p):
+                buffers = support_buffers(model, p, ep.support_x)
+                s = score_backdoor_episode(lambda x: predict(model, p, buffers, x), ep, sets, scenario.target_class,
+                                           case)
+                return [s[m] for m in BACKDOOR_METRICS]
+
+            eps = backdoor_test_episodes(cfg, scenario, case, episodes=trials)
+            return _finetune_curve(cfg, model, att.after, eps, score, list(BACKDOOR_METRICS),
+                                   f"fine-tuning case ({case})", progress)
+
+        main = cached_table(cfg, "finetune-main", key | {"attack": att.path.name}, main_curve)
+        backdoor = cached_table(cfg, "finetune-backdoor", key | {"attack": att.path.name, "case": case},
+                                backdoor_curve)
+        wide = main.merge(backdoor, on="step")
+        tables.append(wide.melt(id_vars="step", value_vars=list(METRICS), var_name="metric").assign(case=case)
+                      [["case", "step", "metric", "value"]])
+    return pd.concat(tables, ignore_index=True)
+
+
+def _dampening_headlines(table: pd.DataFrame, cfg) -> dict[str, float]:
+    below = first_below(table, "round", "backdoor_train_acc", 0.5)
+    last = table[table["round"] == table["round"].max()].set_index(["case", "metric"])["value"]
+    return ({f"rounds_to_below_0.5_{c}": r for c, r in below.items()}
+            | {f"{m}_final_{c}": last[c, m] for c in sorted(set(table["case"])) for m in METRICS})
+
+
+def _finetune_headlines(table: pd.DataFrame, cfg) -> dict[str, float]:
+    last = cfg.measure.finetune_max_steps
+    end = table[table["step"] == last].set_index(["case", "metric"])["value"]
+    return {f"{m}_step{last}_{c}": end[c, m] for c in sorted(set(table["case"])) for m in METRICS}
+
+
+DAMPENING = Experiment(
+    "dampening", "attack", "the four metrics over the benign rounds after the attack",
+    dampening, index=("case", "round"),
+    figure=lambda t, cfg, path: plots.curves_by_case(t, "round", "benign rounds after the attack",
+                                                     "Federated dampening of a one-shot backdoor", path,
+                                                     1 / cfg.eval.ways),
+    headlines=_dampening_headlines)
+
+FINETUNE = Experiment(
+    "finetune", "attack", "the poisoned model fine-tuned on one episode for measure.finetune_max_steps steps",
+    finetune_failure, index=("case", "step"),
+    figure=lambda t, cfg, path: plots.curves_by_case(t, "step", "fine-tuning steps on one episode",
+                                                     "Fine-tuning a poisoned local model", path, 1 / cfg.eval.ways,
+                                                     markevery=50),
+    headlines=_finetune_headlines)

@@ -1,0 +1,193 @@
+"""The cached pipeline: pre-training -> the one-shot attack -> benign rounds after it.
+
+Each stage is keyed by whole config sections (:func:`fmlbd.cache.cache_key`) and the key of the
+stage it starts from, and saved under ``<results_dir>/cache/``:
+
+- ``pretrain-<key>/``: benign federated meta-training (``data``, ``model``, ``meta``,
+  ``federation``, ``eval`` sections, seed, class assignment); checkpointed and resumable.
+- ``attack-<key>/``: the federation right before and after the round that aggregated the
+  poisoned update (the pre-trained model's key and the ``attack`` section). Cases (a) and (c)
+  share it: they differ only in evaluation.
+- ``attack-<key>/dampening-<key>.pt``: global models over the benign rounds after the attack
+  (``measure`` section).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .builders import attack_clients, benign_clients, build_model, build_scenario, initial_params, make_federation, \
+    native_attention
+from .cache import cache_dir, cache_key
+from .config import ConfigError, ExperimentConfig
+from .evaluation import main_task_accuracies
+from .functional import Params, all_finite
+from .models import ConvNet
+from .results import atomic_torch_save, load_torch, write_json
+from .splits import Scenario
+from .streams import stream
+
+
+class TrainingDiverged(ConfigError):
+    """Training produced non-finite weights (a learning rate too large); nothing was cached."""
+
+
+@dataclass
+class Trained:
+    """A federated training run: the model, its final federation state and its per-round log."""
+
+    model: ConvNet
+    scenario: Scenario
+    state: dict           # Federation.state_dict() after the last round
+    log: pd.DataFrame     # tidy: round, time_s, metric, value
+    path: Path            # cache folder
+    minutes: float        # wall time spent training in this process (0 when fully cached)
+
+    @property
+    def params(self) -> Params:
+        return self.state["params"]
+
+
+def pretrain_path(cfg: ExperimentConfig, scenario: Scenario) -> Path:
+    """Cache folder of the benign pre-trained model (not keyed by where the data lives, so the CLI
+    and the notebooks, which reach ``data/`` by different paths, share it)."""
+    key = cache_key(cfg, "data", "model", "meta", "federation", "eval", "seed", scenario=scenario.fingerprint())
+    return cache_dir(cfg) / f"pretrain-{key}"
+
+
+def _check_finite(cfg: ExperimentConfig, params: Params, round_: int) -> None:
+    if not all_finite(params):
+        raise TrainingDiverged(
+            f"training diverged: the global model has non-finite weights at round {round_} (meta.inner_lr="
+            f"{cfg.meta.inner_lr}, meta.meta_lr={cfg.meta.meta_lr}, federation.server_lr={cfg.federation.server_lr}); "
+            f"lower a learning rate and rerun (nothing was cached)")
+
+
+def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = True, position: int = 0) -> Trained:
+    """Benign federated meta-training for ``cfg.federation.rounds`` rounds, cached and resumable.
+
+    Every client (the adversary too) trains benignly on its own classes. The
+    main-task accuracy (``eval.log_episodes`` episodes) is logged every
+    ``eval.log_every`` rounds and at the end. A checkpoint is written every
+    ``federation.checkpoint_every`` rounds; rerunning after an interruption resumes
+    from it and gives the same result as an uninterrupted run.
+
+    Training runs on one torch thread: floating-point sums depend on how they are split
+    across threads, so this keeps a model independent of the machine's core count and of
+    the command that trained it (the CLI and the notebooks share the cache).
+    """
+    scenario = build_scenario(cfg, case)
+    model = build_model(cfg, scenario)
+    path = pretrain_path(cfg, scenario)
+    final, checkpoint = path / "final.pt", path / "checkpoint.pt"
+    if final.is_file():
+        saved = load_torch(final)
+        return Trained(model, scenario, saved["state"], pd.DataFrame(saved["log"]), path, 0.0)
+
+    federation = make_federation(cfg, model, initial_params(cfg, model), benign_clients(cfg, scenario))
+    rows: list[dict] = []
+    elapsed = 0.0
+    if checkpoint.is_file():
+        saved = load_torch(checkpoint)
+        federation.load_state_dict(saved["state"])
+        rows, elapsed = saved["log"], saved["elapsed"]
+    write_json({"config": cfg.to_dict(), "scenario": scenario.fingerprint()}, path / "config.json")
+
+    rounds = cfg.federation.rounds
+    log_every, log_episodes = cfg.eval.log_every, cfg.eval.log_episodes
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    bar = tqdm(total=rounds, initial=federation.version, disable=not progress, unit="round", position=position,
+               desc=f"pretrain [{cfg.profile}] case ({case or cfg.case})")
+    try:
+        while federation.version < rounds:
+            record = federation.step()
+            bar.update(1)
+            if record.round % log_every == 0 or record.round == rounds:
+                _check_finite(cfg, federation.params, record.round)
+                acc = main_task_accuracies(cfg, model, federation.params, scenario, episodes=log_episodes,
+                                           attention=native_attention(cfg)).mean()
+                rows.append({"round": record.round, "time_s": elapsed + time.perf_counter() - start,
+                             "metric": "main_task_acc", "value": acc})
+                bar.set_postfix(acc=f"{acc:.3f}")
+            if record.round % cfg.federation.checkpoint_every == 0 or record.round == rounds:
+                _check_finite(cfg, federation.params, record.round)
+                atomic_torch_save({"state": federation.state_dict(), "log": rows,
+                                   "elapsed": elapsed + time.perf_counter() - start}, checkpoint)
+    finally:
+        bar.close()
+        torch.set_num_threads(threads)
+    spent = time.perf_counter() - start
+    atomic_torch_save({"state": federation.state_dict(), "log": rows}, final)
+    checkpoint.unlink(missing_ok=True)
+    return Trained(model, scenario, federation.state_dict(), pd.DataFrame(rows), path, spent / 60)
+
+
+@dataclass
+class Attacked:
+    """The federation right before and right after the round that aggregated the poisoned update."""
+
+    trained: Trained
+    before: Params        # global model before that round
+    state: dict           # Federation.state_dict() right after it
+    round: int            # the attack round (global version after aggregating the poisoned update)
+    path: Path
+
+    @property
+    def after(self) -> Params:
+        return self.state["params"]
+
+
+def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True) -> Attacked:
+    """Pre-train (cached), then let the adversary attack once; cached like :func:`pretrain`.
+
+    The adversary's next local training that starts from a global model of version
+    >= ``federation.rounds`` is poisoned and boosted. ``attack.draw`` n > 0 gives the adversary
+    the ``adversary_draw`` random stream n instead of its own (same pre-trained model, same
+    other clients). Cases (a) and (c) share it.
+    """
+    trained = pretrain(cfg, case, progress)
+    path = cache_dir(cfg) / f"attack-{cache_key(cfg, 'attack', pretrain=trained.path.name)}"
+    if (path / "attacked.pt").is_file():
+        saved = load_torch(path / "attacked.pt")
+        return Attacked(trained, saved["before"], saved["state"], saved["round"], path)
+    federation = make_federation(cfg, trained.model, trained.params,
+                                 attack_clients(cfg, trained.scenario, cfg.federation.rounds))
+    federation.load_state_dict(trained.state)
+    if cfg.attack.draw:
+        federation.reseed_client(0, stream("adversary_draw", cfg.seed, cfg.attack.draw))
+    while True:
+        before = {k: v.clone() for k, v in federation.params.items()}
+        record = federation.step()
+        if record.poisoned:
+            break
+    attacked = Attacked(trained, before, federation.state_dict(), record.round, path)
+    atomic_torch_save({"before": before, "state": attacked.state, "round": record.round}, path / "attacked.pt")
+    write_json({"config": cfg.to_dict(), "attack_round": record.round, "clients": record.clients,
+                "staleness": record.staleness}, path / "config.json")
+    return attacked
+
+
+def dampening_snapshots(cfg: ExperimentConfig, case: str, progress: bool = True) -> dict[int, Params]:
+    """Global models at rounds 0, ``measure.curve_every``, ... ``measure.dampening_rounds`` after the
+    attack (round 0 = right after it), from benign federated training; cached."""
+    ms = cfg.measure
+    att = attack(cfg, case, progress)
+    path = att.path / f"dampening-{cache_key(cfg, 'measure')}.pt"
+    if path.is_file():
+        return load_torch(path)
+    federation = make_federation(cfg, att.trained.model, att.after, attack_clients(cfg, att.trained.scenario, 0))
+    federation.load_state_dict(att.state)
+    snapshots = {0: att.after}
+    for r in tqdm(range(1, ms.dampening_rounds + 1), desc=f"dampening case ({case})", disable=not progress):
+        federation.step()
+        if r % ms.curve_every == 0 or r == ms.dampening_rounds:
+            snapshots[r] = {k: v.clone() for k, v in federation.params.items()}
+    atomic_torch_save(snapshots, path)
+    return snapshots

@@ -1,0 +1,268 @@
+"""Bad input fails at once, with one line that names the setting or file and the fix; nothing that was
+computed is lost or read back half-written."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fmlbd import pipeline, registry
+from fmlbd.attention import Attention
+from fmlbd.backdoor import BackdoorKey, make_attack_sets
+from fmlbd.cache import cached_table
+from fmlbd.cli import main
+from fmlbd.config import AttackConfig, load_config
+from fmlbd.data import ClassPool, load_omniglot
+from fmlbd.defense import MatchingNetworkDefense
+from fmlbd.episodes import sample_episode
+from fmlbd.errors import CacheError, ConfigError, DatasetError
+from fmlbd.experiments.attack import one_shot_attack
+from fmlbd.federated import Federation
+from fmlbd.functional import get_params
+from fmlbd.models import ConvNet
+from fmlbd.results import atomic_write, load_table, save_table
+
+# (command line after "--profile smoke --data-root ... --results-dir ...", text the one-line error must hold)
+CLI_PROBES = [
+    (["train", "--shots", "0"], "--shots: must be an integer >= 1"),
+    (["train", "--set", "measure.curve_episodes=0"], "measure.curve_episodes must be an integer >= 1"),
+    (["train", "--set", "attack.curve_episodes=5"], "did you mean measure.curve_episodes"),
+    (["train", "--set", "eval.queries=0"], "eval.queries must be an integer >= 1"),
+    (["train", "--set", "federation.rounds=-5"], "federation.rounds must be an integer >= 1"),
+    (["train", "--set", "meta.inner_lr=nan"], "meta.inner_lr must be a finite number > 0"),
+    (["train", "--set", "meta.meta_lr=inf"], "meta.meta_lr must be a finite number > 0"),
+    (["attack", "--set", "measure.curve_every=0"], "measure.curve_every must be an integer >= 1"),
+    (["attack", "--set", "measure.finetune_eval_every=0"], "measure.finetune_eval_every must be an integer >= 1"),
+    (["train", "--set", "eval.log_every=0"], "eval.log_every must be an integer >= 1"),
+    (["train", "--set", "federation.checkpoint_every=0"], "federation.checkpoint_every must be an integer >= 1"),
+    (["train", "--set", "federation.clients=0"], "federation.clients must be an integer >= 1"),
+    (["train", "--set", "federation.buffer_size=5"], "federation.buffer_size=5 exceeds federation.clients=4"),
+    (["train", "--seed", "-1"], "seed must be an integer >= 0"),
+    (["train", "--seed", "one"], "seed must be int"),
+    (["train", "--set", "eval.shots=-1"], "eval.shots must be an integer >= 1"),
+    (["train", "--set", "meta.shots=0"], "meta.shots must be an integer >= 1"),
+    (["train", "--set", "foo"], "--set expects KEY=VALUE"),
+    (["train", "--set", "attack.key_row=-100"], "attack.key_row=-100 puts a key of 6 pixels outside a 28x28 image"),
+    (["train", "--set", "attack.key_value=2"], "attack.key_value must be a finite number >= 0 and <= 1"),
+    (["train", "--set", "attack.key_pattern=star"], "attack.key_pattern must be one of 'dots', 'patch'"),
+    (["defend", "--set", "defense.kernel=max"], "defense.kernel must be one of"),
+    (["defend", "--set", "defense.temperature=0"], "defense.temperature must be a finite number > 0"),
+    (["defend", "--set", "defense.ablation_temperatures=0.1,nan"], "defense.ablation_temperatures must be a list of"),
+    (["train", "--set", "meta.algorithm=maml"], "meta.algorithm must be one of 'reptile', 'fomaml', 'matching'"),
+    (["attack", "--set", "attack.target_label=9"], "attack.target_label=9 must be a label of a 5-way episode"),
+    (["attack", "--set", "case=d"], "case must be one of 'a', 'b', 'c'"),
+    (["attack", "--set", "attack.boost=-1"], "attack.boost must be none or a finite number > 0"),
+    (["attack", "--set", "attack.draw=-2"], "attack.draw must be an integer >= 0"),
+    (["train", "--set", "data.rotations=3"], "data.rotations must be one of 1, 2, 4"),
+    (["train", "--set", "data.image_size=8"], "data.image_size must be an integer >= 16"),
+    (["train", "--set", "meta.inner_optimizer=rmsprop"], "meta.inner_optimizer must be one of 'sgd', 'adam'"),
+    (["train", "--set", "eval.episodes=0"], "eval.episodes must be an integer >= 1"),
+    (["train", "--set", "eval.ways=6"], "eval.ways=6 exceeds meta.ways=5"),
+    (["attack", "--experiment", "one_shot"], "unknown experiment 'one_shot'; did you mean one-shot"),
+    (["defend", "--experiment", "one-shot"], "'one-shot' is an experiment of `attack`"),
+    (["reproduce", "--only", "zz"], "no notebook matches"),
+    (["train", "--set", "meta.queries=20"], "meta.shots / meta.queries: shots + queries = 25 exceeds the 20 images"),
+    (["train", "--set", "attack.attack_train_images=20"], "attack.attack_train_images=20 leaves no attack validation"),
+    (["train", "--set", "data.test_alphabets=Klingon"], "test groups ['Klingon'] are not in the data"),
+]
+
+
+@pytest.mark.parametrize("argv, message", CLI_PROBES, ids=[" ".join(a) for a, _ in CLI_PROBES])
+def test_cli_rejects_bad_input_with_one_line_and_exit_code_2(argv, message, omniglot_root, tmp_path, capsys):
+    command, rest = argv[0], argv[1:]
+    code = main([command, "--profile", "smoke", "--data-root", str(omniglot_root), "--results-dir", str(tmp_path),
+                 "--no-progress", *rest])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert message in err, err
+    assert not (tmp_path / "cache" / "tables").exists() and not any(tmp_path.glob("cache/pretrain-*/*.pt"))
+
+
+def test_argparse_errors_are_one_line_too(capsys):
+    assert main(["train", "--profile", "huge"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "huge" in err
+
+
+def test_cli_rejects_a_bad_setting_before_loading_torch():
+    code = "import sys; from fmlbd.cli import main; rc = main(['config', '--set', 'meta.inner_lr=nan']); " \
+           "print(rc, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["2", "False"] and "meta.inner_lr" in out.stderr
+
+
+def _pool(classes=6, images=20):
+    return ClassPool(torch.zeros(classes, images, 1, 28, 28, dtype=torch.uint8), tuple(map(str, range(classes))),
+                     ("g",) * classes)
+
+
+def _model():
+    torch.manual_seed(0)
+    return ConvNet(1, 4, 3, 28)
+
+
+LIBRARY_PROBES = [
+    ("repeated class ids", lambda: sample_episode(_pool(), [0, 0, 0, 0, 0], 5, 1, 1, np.random.default_rng(0)),
+     DatasetError, "repeat a class id"),
+    ("key wraps around", lambda: BackdoorKey(row=-100).mask(28, 28), ValueError, "key_row=-100 puts a key"),
+    ("key below the image", lambda: BackdoorKey(row=25).mask(28, 28), ValueError, "key_row=25 puts a key"),
+    ("key value", lambda: BackdoorKey(value=1.5), ValueError, "key.value must be a finite number >= 0 and <= 1"),
+    ("key size", lambda: BackdoorKey(size=0), ValueError, "key.size must be an integer >= 1"),
+    ("attention temperature nan", lambda: Attention(temperature=float("nan")), ValueError, "temperature"),
+    ("attention kernel", lambda: Attention("max"), ValueError, "unknown attention kernel 'max'"),
+    ("attention k", lambda: Attention(k=0), ValueError, "attention k must be an integer >= 1"),
+    ("empty support set", lambda: MatchingNetworkDefense(_model(), get_params(_model()), torch.zeros(0, 1, 28, 28),
+                                                          torch.zeros(0, dtype=torch.long)), ValueError, "support set"),
+    ("no backdoor classes", lambda: make_attack_sets(_pool(), [], BackdoorKey(), 10), ValueError, "backdoor_classes"),
+    ("backdoor class outside", lambda: make_attack_sets(_pool(), [99], BackdoorKey(), 10), ValueError,
+     "backdoor_classes"),
+    ("attack sets without validation images", lambda: make_attack_sets(_pool(), [1], BackdoorKey(), 20), ValueError,
+     "attack_train_images must be in 1..19"),
+    ("config section", lambda: AttackConfig(draw=-1), ConfigError, "attack.draw must be an integer >= 0"),
+    ("bool where an int belongs", lambda: load_config("smoke", {"eval.episodes": True}), ConfigError,
+     "eval.episodes must be int, not True"),
+    ("unknown experiment", lambda: registry.get("dampen"), ConfigError, "did you mean dampening"),
+    ("unknown case", lambda: one_shot_attack(load_config("smoke"), ("d",)), ValueError, "cases must be some of a, b, c"),
+    ("reseed a client that does not exist", lambda: Federation(_model(), get_params(_model()), [object()] * 4, 3, 1.0,
+                                                               0.5, 0).reseed_client(9, np.random.default_rng()),
+     ValueError, "no client 9"),
+]
+
+
+@pytest.mark.parametrize("call, error, message", [p[1:] for p in LIBRARY_PROBES], ids=[p[0] for p in LIBRARY_PROBES])
+def test_library_rejects_impossible_arguments(call, error, message):
+    with pytest.raises(error) as info:
+        call()
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_training_that_diverges_is_reported_and_never_cached(omniglot_root, tmp_path):
+    cfg = load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path), "meta.inner_lr": 1e30})
+    with pytest.raises(pipeline.TrainingDiverged, match="non-finite weights at round 1 .*lower a learning rate"):
+        pipeline.pretrain(cfg, progress=False)
+    assert not list(tmp_path.glob("cache/pretrain-*/*.pt"))
+
+
+# --- caches ---------------------------------------------------------------------------------------
+
+def test_an_interrupted_write_leaves_nothing_under_the_final_name(tmp_path):
+    target = tmp_path / "table.csv"
+
+    def interrupted(f):
+        f.write(b"case,metric,value\na,backdoor")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, interrupted)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_two_writers_of_one_file_do_not_collide(tmp_path):
+    target = tmp_path / "model.pt"
+
+    def outer(f):  # another process writes the same file while this one is writing it
+        atomic_write(target, lambda g: g.write(b"second"))
+        f.write(b"first")
+
+    atomic_write(target, outer)
+    assert target.read_bytes() == b"first" and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_a_cut_or_orphaned_table_is_never_read_back_as_a_result(tmp_path):
+    cfg = load_config("smoke", {"results_dir": str(tmp_path)})
+    table = pd.DataFrame({"case": ["a"] * 4, "metric": list("wxyz"), "value": [0.1, 0.2, 0.3, 0.4]})
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return table
+
+    assert cached_table(cfg, "demo", {"k": 1}, compute).equals(table) and len(calls) == 1
+    path = next((tmp_path / "cache" / "tables").glob("demo-*.csv"))
+    assert cached_table(cfg, "demo", {"k": 1}, compute).equals(table) and len(calls) == 1  # read back
+    path.write_bytes(path.read_bytes()[:-9])  # cut in the middle of the last row
+    with pytest.raises(CacheError, match=f"{path.name} does not match its .*delete"):
+        load_table(path)
+    with pytest.warns(UserWarning, match="recomputing"):
+        again = cached_table(cfg, "demo", {"k": 1}, compute)
+    assert again.equals(table) and len(calls) == 2
+    path.with_suffix(".meta.json").unlink()  # the metadata missing
+    with pytest.warns(UserWarning, match="cannot read the table or its metadata"):
+        cached_table(cfg, "demo", {"k": 1}, compute)
+    assert len(calls) == 3 and load_table(path)[0].equals(table)
+
+
+def test_a_truncated_model_names_the_file_and_the_fix(omniglot_root, tmp_path):
+    cfg = load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path)})
+    trained = pipeline.pretrain(cfg, progress=False)
+    final = trained.path / "final.pt"
+    final.write_bytes(final.read_bytes()[:1000])
+    with pytest.raises(CacheError, match=f"{final} is unreadable .*delete it \\(rm {final}\\) and rerun"):
+        pipeline.pretrain(cfg, progress=False)
+    assert main(["train", "--profile", "smoke", "--data-root", str(omniglot_root), "--results-dir", str(tmp_path),
+                 "--no-progress"]) == 2
+
+
+def test_decoded_images_are_rebuilt_when_cut_and_kept_elsewhere_when_the_data_folder_is_read_only(omniglot_root,
+                                                                                                  tmp_path):
+    data = tmp_path / "data" / "omniglot"
+    data.mkdir(parents=True)
+    for z in (omniglot_root / "omniglot").glob("*.zip"):
+        (data / z.name).symlink_to(z.resolve())
+    first = load_omniglot(tmp_path / "data")
+    processed = data / "processed" / "minimal-28px.pt"
+    processed.write_bytes(processed.read_bytes()[:500])
+    with pytest.warns(UserWarning, match="minimal-28px.pt is unreadable"):
+        assert torch.equal(load_omniglot(tmp_path / "data").images, first.images)
+    # a data folder where nothing can be written (a file stands where the cache folder would go,
+    # which fails even for root, who may write to read-only folders)
+    processed.unlink()
+    processed.parent.rmdir()
+    processed.parent.write_text("not a folder")
+    pool = load_omniglot(tmp_path / "data", cache_dir=tmp_path / "fallback")
+    assert torch.equal(pool.images, first.images) and (tmp_path / "fallback" / "minimal-28px.pt").is_file()
+    assert torch.equal(load_omniglot(tmp_path / "data").images, first.images)  # no fallback: kept in memory
+
+
+# --- interruption ---------------------------------------------------------------------------------
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_stops_the_worker_processes_and_a_rerun_resumes(omniglot_root, tmp_path):
+    argv = [sys.executable, "-m", "fmlbd", "attack", "--profile", "smoke", "--data-root", str(omniglot_root),
+            "--results-dir", str(tmp_path), "--no-progress", "--experiment", "one-shot", "--cases", "a", "b",
+            "--set", "federation.rounds=100000"]
+    parent = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(tmp_path.glob("cache/pretrain-*/checkpoint.pt"))) < 2:
+        time.sleep(0.5)
+    workers = _children(parent.pid)
+    assert len(workers) == 2, "two models train side by side in worker processes"
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=30) == 128 + signal.SIGTERM
+    deadline = time.time() + 30
+    while time.time() < deadline and any(map(_alive, workers)):
+        time.sleep(0.2)
+    assert not any(map(_alive, workers)), "worker processes outlived their parent"
+    saved = [torch.load(p, weights_only=False)["state"]["version"] for p in tmp_path.glob("cache/pretrain-*/checkpoint.pt")]
+    assert len(saved) == 2 and min(saved) >= 1  # what was computed is kept: a rerun resumes from there
