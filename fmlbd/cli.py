@@ -126,9 +126,10 @@ class Parser(argparse.ArgumentParser):
         if self.experiments_of:
             from . import registry
 
-            names = registry.names(self.experiments_of)
-            self.epilog = "experiments (all = " + ", ".join(registry.names(self.experiments_of, True)) + "): " + \
-                "; ".join(f"{n}: {registry.get(n).summary}" for n in names)
+            lines = [f"  {n:15s} {registry.get(n).summary}" for n in registry.names(self.experiments_of)]
+            self.epilog = "\n".join([f"experiments (all = {', '.join(registry.names(self.experiments_of, True))}):",
+                                     *lines])
+            self.formatter_class = argparse.RawDescriptionHelpFormatter
         return super().format_help()
 
 
