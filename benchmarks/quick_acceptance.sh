@@ -11,7 +11,7 @@ run train --results-dir "$R" --seed 0                       # issue 2: 5-way 1/5
 run attack --results-dir "$R" --seed 0                      # issue 3: one-shot, dampening, fine-tuning
 run attack --results-dir "$R" --experiment chance            # sanity control: no attack, keyed vs clean
 run attack --results-dir "$R" --experiment draws --cases a b  # spread of the one-shot attack over the adversary's draws
-run attack --results-dir "$R-boost1" --experiment one-shot --cases a b --set attack.boost=1   # sanity control
+run attack --results-dir "$R" --experiment boost --cases a b  # sanity control: the same attack without boosting
 run defend --results-dir "$R" --seed 0                      # issue 4: defense, ablation, cost
 run train --results-dir "$R" --seed 1                       # a second seed
 for d in 1 2; do run train --results-dir "$R-det$d" --seed 0 --set federation.rounds=300; done  # same seed twice

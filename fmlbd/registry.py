@@ -14,6 +14,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     persistence.FINETUNE,
     attack.CHANCE,
     attack.DRAWS,
+    attack.BOOST,
     defense.DEFENSE,
     defense.DEFENSE_DRAWS,
     defense.ADAPTIVE,

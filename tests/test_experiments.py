@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fmlbd import builders, evaluation, metrics, pipeline, workers
+from fmlbd import builders, evaluation, metrics, pipeline, registry, workers
 from fmlbd.experiments import attack as attacks, defense as defenses, persistence
 from fmlbd.config import ConfigError, load_config
 from fmlbd.federated import Federation
@@ -184,3 +184,13 @@ def test_pretrain_cases_trains_missing_models_in_parallel_processes(omniglot_roo
         assert alone.minutes > 0
         for k, v in alone.params.items():  # one thread in both: bit-identical
             assert torch.equal(parallel.params[k], v)
+
+
+def test_boost_experiment_compares_the_boosted_update_with_a_plain_one(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path)
+    table = registry.get("boost")(cfg, ("a",), progress=False)
+    assert sorted(set(table["boost"])) == [1.0, cfg.federation.buffer_size] and len(table) == 2 * 4
+    boosted = table[table["boost"] == cfg.federation.buffer_size].drop(columns="boost").reset_index(drop=True)
+    after = attacks.one_shot_attack(cfg, ("a",), progress=False)
+    after = after[after["phase"] == "after"].drop(columns="phase").reset_index(drop=True)
+    assert boosted.equals(after[boosted.columns])  # the boosted run is the one-shot experiment's own

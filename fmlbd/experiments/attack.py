@@ -60,6 +60,17 @@ def chance_control(cfg, cases=CASES, progress: bool = True, attention: Attention
     return per_case(cfg, cases, progress, "chance", compute, attention=attention_key(attention))
 
 
+def boost_effect(cfg, cases=("a", "b"), progress: bool = True) -> pd.DataFrame:
+    """Right after the attack, with the adversary's update boosted as configured (``attack.boost``;
+    default: the buffer size) and not boosted (1): how much of the backdoor the boost plants.
+    Tidy rows: case, boost, attack_round, metric, value."""
+    runs = ((1.0, replace(cfg, attack=replace(cfg.attack, boost=1.0))),
+            (cfg.attack.boost or float(cfg.federation.buffer_size), cfg))
+    tables = [one_shot_attack(c, cases, progress, phases=("after",)).drop(columns="phase").assign(boost=boost)
+              for boost, c in runs]
+    return pd.concat(tables, ignore_index=True)[["case", "boost", "attack_round", "metric", "value"]]
+
+
 def _by_case_phase(table: pd.DataFrame, cfg) -> dict[str, float]:
     v = table.set_index(["case", "phase", "metric"])["value"]
     return {f"{m}_{phase}_{case}": v[case, phase, m] for case in sorted(set(table["case"]))
@@ -80,3 +91,7 @@ CHANCE = Experiment(
 DRAWS = Experiment(
     "draws", "attack", "right after the attack, for each of measure.draws draws of the adversary",
     attack_draws, cases=("a", "b"), index=("case", "draw"), default=False)
+
+BOOST = Experiment(
+    "boost", "attack", "right after the attack, the update boosted (attack.boost) and not boosted (1)",
+    boost_effect, cases=("a", "b"), index=("case", "boost"), default=False)
