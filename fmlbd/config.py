@@ -139,9 +139,8 @@ class DefenseConfig(_Section):
     #: matching network merely ignores at meta-test
     shared_model: str = "features"
     train_inner_steps: int = 1                  #: matching-objective SGD steps per episode ("features")
-    #: support images per class in the defended federation's training episodes: matching networks
-    #: train best at the meta-test shot count (1-shot: 0.80 vs 0.77 with 5, quick, 300 rounds,
-    #: measured before the matching objective's batch-norm gradient was corrected)
+    #: support images per class in the defended federation's training episodes (matching networks
+    #: train best at the meta-test shot count)
     train_shots: int = 1
     kernel: str = "softmax"                     #: attention kernel: "softmax", "class_max" or "topk"
     temperature: float = 0.1                    #: softmax temperature on cosine similarities

@@ -7,15 +7,13 @@ to the stored support features. The shared decision layer is never used, and
 nothing but the global model and the user's own images is ever read: the API has
 no way to receive other clients' updates.
 
-Sharing only a feature extractor trained with :func:`matching_loss` (no decision layer anywhere,
-``experiments.defended_config``) lowers the backdoor of the protocol's one-shot attack but does not
+Sharing only a feature extractor trained with :func:`fmlbd.matching.matching_loss` (no decision layer
+anywhere, :func:`fmlbd.experiments.defense.defended_config`) lowers the backdoor of the protocol's one-shot attack but does not
 remove it, and an adversary that keeps keyed images out of its support sets plants it fully; on a
 head-trained model the backdoor lives in the features and the matching network follows it (notebook 05).
 
-Attention kernels: :mod:`fmlbd.attention`. Default: ``softmax`` with T = 0.1. At 5-shot, on the defended
-federation right after the attack (notebook 05), it had the best main-task accuracy in case (b) and was
-within 0.001 of the best in (a); ``class_max`` left 0.01-0.02 less backdoor accuracy for 0.003-0.006
-less main task, and no kernel removed the backdoor.
+Attention kernels: :mod:`fmlbd.attention` (default ``defense.kernel``, ``defense.temperature``);
+notebook 05's ablation compares them.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Committed notebooks stay thin and output-free; executing them is nbval's job (see README)."""
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -58,3 +59,33 @@ def test_reproduce_passes_overrides_to_the_notebooks(omniglot_root, tmp_path):
     assert runs["default"][0]["attack_train_images"] == backdoor_classes * 10 and runs["default"][1] == {}
     assert runs["override"][0]["attack_train_images"] == backdoor_classes * 5
     assert runs["override"][1] == {"attack.attack_train_images": "5"}
+
+
+README = NOTEBOOK_DIR.parent / "README.md"
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w])")
+HISTORY = re.compile(r"\bissue\b|\bacceptance\b|\bcommit [0-9a-f]{7,40}\b|\b[0-9a-f]{7,40}\b(?=[ ,;.)])", re.I)
+
+
+def prose(text: str) -> str:
+    """``text`` without code blocks and code spans (where config values and versions live)."""
+    return re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", text, flags=re.S))
+
+
+def markdown_of(path) -> str:
+    if path.suffix == ".md":
+        return path.read_text()
+    return "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + [README], ids=lambda p: p.stem)
+def test_no_measured_number_is_typed_into_prose(path):
+    """Numbers a run measures are rendered from its tables (fmlbd.report), never typed: a decimal
+    number in prose is one a fresh run on another machine could contradict."""
+    assert DECIMAL.findall(prose(markdown_of(path))) == []
+    assert HISTORY.findall(prose(markdown_of(path))) == [], "the product speaks of science and software only"
+
+
+def test_the_typed_number_check_sees_numbers_in_prose_only():
+    assert DECIMAL.findall(prose("backdoor accuracy 0.94 (a) and 12.5 minutes")) == ["0.94", "12.5"]
+    assert DECIMAL.findall(prose("with `meta.inner_lr=0.1`, 5 steps, 1/N\n```\nlr = 0.1\n```")) == []
+    assert HISTORY.findall(prose("as the issue asked, since commit 8e2ec2d")) != []

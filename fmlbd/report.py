@@ -1,0 +1,144 @@
+"""Interpretations rendered from result tables, so that the prose a notebook shows always states the
+numbers of the run above it (never numbers typed by hand). Each function returns Markdown."""
+from __future__ import annotations
+
+import pandas as pd
+
+from .results import first_below
+
+CASE_ORDER = ("a", "b", "c")
+
+
+def by_case(values: dict, digits: int | None = 2) -> str:
+    """``{"a": 0.94, "b": 0.86}`` -> "0.94 (a) and 0.86 (b)" (``digits=None``: values as they are)."""
+    parts = [f"{values[c] if digits is None else format(values[c], f'.{digits}f')} ({c})"
+             for c in CASE_ORDER if c in values]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def from_to(before: dict[str, float], after: dict[str, float], digits: int = 2) -> str:
+    """"0.86 → 0.84 (a) and 0.85 → 0.84 (b)"."""
+    return by_case({c: f"{before[c]:.{digits}f} → {after[c]:.{digits}f}" for c in before}, None)
+
+
+def _pick(v: pd.Series, cases, *index) -> dict[str, float]:
+    return {c: float(v[(c, *index)]) for c in cases}
+
+
+def one_shot(table: pd.DataFrame) -> str:
+    """Interpretation of a one-shot attack table (case, phase, metric, value)."""
+    v = table.set_index(["case", "phase", "metric"])["value"]
+    cases = [c for c in CASE_ORDER if c in set(table["case"])]
+    after = _pick(v, cases, "after", "backdoor_train_acc")
+    weakest = min(after, key=after.get)
+    return (f"**What this run measured.** Right after the attack, backdoor accuracy on the attack training set is "
+            f"{by_case(after)}, and {by_case(_pick(v, cases, 'after', 'backdoor_val_acc'))} on the validation set. "
+            f"Right before it, keyed images already fell on the target in {by_case(_pick(v, cases, 'before', 'backdoor_train_acc'))} "
+            f"of cases. The main task, before → after, is {from_to(_pick(v, cases, 'before', 'main_task_acc'), _pick(v, cases, 'after', 'main_task_acc'), 3)} "
+            f"(the same episodes before and after). The attack is "
+            f"least successful in case ({weakest})" + (", as in the paper." if weakest == "c" else
+                                                         "; the paper found case (c) the weakest."))
+
+
+def dampening(table: pd.DataFrame, threshold: float = 0.5) -> str:
+    """Interpretation of a dampening table (case, round, metric, value)."""
+    bd = table[table["metric"] == "backdoor_train_acc"].pivot(index="round", columns="case", values="value")
+    val = table[table["metric"] == "backdoor_val_acc"].pivot(index="round", columns="case", values="value")
+    cases = [c for c in CASE_ORDER if c in bd.columns]
+    below = first_below(table, "round", "backdoor_train_acc", threshold)
+    never = [c for c in cases if below[c] != below[c]]
+    first = {c: below[c] for c in cases if c not in never}
+    last = int(bd.index.max())
+    text = (f"**What this run measured ({last} benign rounds).** Backdoor accuracy on the attack training set is "
+            f"at least {by_case(bd[cases].min().to_dict())} at every evaluated round, and {by_case(bd.loc[last].to_dict())} "
+            f"at round {last}. ")
+    if never:
+        text += f"It never falls below {threshold} within the run in case{'s' if len(never) > 1 else ''} " \
+                f"{' and '.join(f'({c})' for c in never)}. "
+    if first:
+        text += f"It first falls below {threshold} at round " + ", ".join(f"{int(r)} ({c})" for c, r in first.items()) + ". "
+    if "c" in cases and len(cases) > 1:
+        lowest_c = (bd["c"] <= bd[[c for c in cases if c != "c"]].min(axis=1)).mean()
+        text += f"Case (c) is the lowest of the cases at {lowest_c:.0%} of the evaluated rounds. "
+    higher = {c: float((bd[c] >= val[c]).mean()) for c in cases}
+    text += ("Accuracy on the attack training set is at least that on the validation set at "
+             + ", ".join(f"{higher[c]:.0%} ({c})" for c in cases) + " of the rounds.")
+    return text
+
+
+def finetune(table: pd.DataFrame, steps: int) -> str:
+    """Interpretation of a fine-tuning table (case, step, metric, value) after ``steps`` steps."""
+    end = table[table["step"] == steps].set_index(["case", "metric"])["value"]
+    cases = [c for c in CASE_ORDER if c in set(table["case"])]
+    return (f"**What this run measured.** After {steps} fine-tuning steps, backdoor accuracy is "
+            f"{by_case(_pick(end, cases, 'backdoor_train_acc'))} on the attack training set and "
+            f"{by_case(_pick(end, cases, 'backdoor_val_acc'))} on the validation set; the main task is "
+            f"{by_case(_pick(end, cases, 'main_task_acc'))}.")
+
+
+def _methods_table(comparison: pd.DataFrame, cases) -> str:
+    d = comparison.set_index(["case", "method", "phase", "metric"])["value"]
+    head = "| method | " + " | ".join(f"case ({c}) backdoor" for c in cases) + " | main task " + \
+           " / ".join(f"({c})" for c in cases) + " |"
+    rows = [head, "|---" * (len(cases) + 2) + "|"]
+    for method in dict.fromkeys(comparison["method"]):
+        cells = [f"{d[c, method, 'before', 'backdoor_train_acc']:.2f} → {d[c, method, 'after', 'backdoor_train_acc']:.2f} "
+                 f"({d[c, method, 'after', 'backdoor_val_acc']:.2f})" for c in cases]
+        main = " / ".join(f"{d[c, method, 'before', 'main_task_acc']:.3f}" for c in cases) + " → " + \
+            " / ".join(f"{d[c, method, 'after', 'main_task_acc']:.3f}" for c in cases)
+        rows.append(f"| {method} | " + " | ".join(cells) + f" | {main} |")
+    return "\n".join(rows)
+
+
+def defense(comparison: pd.DataFrame, spread: pd.DataFrame, rounds: pd.DataFrame, cost: pd.DataFrame) -> str:
+    """Interpretation of the defense experiments: the comparison (case, phase, method, metric, value),
+    the spread over draws (:func:`fmlbd.experiments.defense.draws_spread`), the rounds after the attack
+    and the inference cost."""
+    cases = [c for c in ("a", "b") if c in set(comparison["case"])]
+    d = comparison.set_index(["case", "method", "phase", "metric"])["value"]
+    shared = "matching, shared features"
+    keyed = {c: spread.loc[(c, "keyed images", "backdoor_train_acc")] for c in cases}
+    control = {c: spread.loc[(c, "no keyed images (control)", "backdoor_train_acc")] for c in cases}
+    last = rounds[rounds["round"] == rounds["round"].max()].set_index(["case", "metric"])["value"]
+    seconds = cost.set_index("method")["seconds_per_episode"]
+    lines = [
+        "**What this run measured.** Backdoor accuracy on the attack training set right before → right after "
+        "the attack (validation in brackets), and main-task accuracy before → after:", "",
+        _methods_table(comparison, cases), "",
+        f"- Right after the attack, backdoor accuracy is {by_case(_pick(d, cases, shared, 'after', 'backdoor_train_acc'))} "
+        f"when the federation shares features only, against "
+        f"{by_case(_pick(d, cases, 'fine-tuning', 'after', 'backdoor_train_acc'))} when fine-tuning the head-trained model.",
+        "- Over the adversary's draws, the defended backdoor accuracy right after the attack spans "
+        + ", ".join(f"{keyed[c]['min']:.2f}-{keyed[c]['max']:.2f} (mean {keyed[c]['mean']:.2f}) in ({c})" for c in cases)
+        + "; the update without keyed images gives "
+        + ", ".join(f"{control[c]['min']:.2f}-{control[c]['max']:.2f} (mean {control[c]['mean']:.2f})" for c in cases)
+        + ".",
+        f"- Before the attack the defended model's main task is {by_case(_pick(d, cases, shared, 'before', 'main_task_acc'), 3)}, "
+        f"the undefended one's {by_case(_pick(d, cases, 'fine-tuning', 'before', 'main_task_acc'), 3)}.",
+        f"- After {int(rounds['round'].max())} benign rounds, defended backdoor accuracy is "
+        f"{by_case({c: last[c, 'backdoor_train_acc'] for c in sorted(set(rounds['case']))})}.",
+        f"- A query episode takes {seconds['matching network'] * 1000:.0f} ms with the matching network and "
+        f"{seconds['fine-tuning'] * 1000:.0f} ms with fine-tuning on this machine.",
+    ]
+    return "\n".join(lines)
+
+
+def chance_control(control: pd.DataFrame) -> str:
+    """Interpretation of a chance-control table (case, images, metric, value)."""
+    v = control.set_index(["case", "images", "metric"])["value"]
+    cases = [c for c in CASE_ORDER if c in set(control["case"])]
+    return ("**This run:** clean copies of the attack images land on the target in "
+            f"{by_case(_pick(v, cases, 'clean', 'backdoor_train_acc'))} of cases, keyed ones in "
+            f"{by_case(_pick(v, cases, 'keyed', 'backdoor_train_acc'))}.")
+
+
+def adaptive(adaptive_table: pd.DataFrame, comparison: pd.DataFrame) -> str:
+    """Interpretation of the adaptive attack (case, phase, metric, value) against the defense."""
+    v = adaptive_table.set_index(["case", "metric"])["value"]
+    d = comparison.set_index(["case", "method", "phase", "metric"])["value"]
+    cases = [c for c in ("a", "b") if c in set(adaptive_table["case"])]
+    return (f"**This run:** the adaptive attack brings the defended federation's backdoor accuracy to "
+            f"{by_case(_pick(v, cases, 'backdoor_train_acc'))} (validation "
+            f"{by_case(_pick(v, cases, 'backdoor_val_acc'))}), against "
+            f"{by_case(_pick(d, cases, 'fine-tuning', 'after', 'backdoor_train_acc'))} for the protocol's attack on the "
+            f"undefended model; main task {by_case(_pick(v, cases, 'main_task_acc'), 3)}.")
