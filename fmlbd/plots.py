@@ -91,11 +91,10 @@ def before_after_bars(table: pd.DataFrame, title: str, path=None, phase_col: str
 
 
 def draws_scatter(table: pd.DataFrame, title: str, path=None, main_floor: dict[str, float] | None = None,
-                  backdoor_ceiling: float | None = None, group: str = "method") -> plt.Figure:
+                  group: str = "method") -> plt.Figure:
     """One point per draw of the attack (tidy rows: case, draw, ``group``, metric, value): main-task
     accuracy (x) against backdoor accuracy on the attack training set (y), one panel per case,
-    one colour per ``group``. Optional guides: ``main_floor[case]`` (vertical) and
-    ``backdoor_ceiling`` (horizontal)."""
+    one colour per ``group``. Optional guide: ``main_floor[case]`` (vertical)."""
     cases = sorted(table["case"].unique())
     wide = table.pivot_table(index=["case", group, "draw"], columns="metric", values="value").reset_index()
     fig, axes = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 3.8), sharey=True, squeeze=False)
@@ -107,9 +106,6 @@ def draws_scatter(table: pd.DataFrame, title: str, path=None, main_floor: dict[s
         if main_floor and case in main_floor:
             ax.axvline(main_floor[case], color="tab:blue", linestyle="--", linewidth=1,
                        label="main task floor")
-        if backdoor_ceiling is not None:
-            ax.axhline(backdoor_ceiling, color="tab:red", linestyle="--", linewidth=1,
-                       label=f"backdoor ceiling ({backdoor_ceiling:.2f})")
         ax.set_title(CASE_TITLES.get(case, f"case ({case})"), fontsize=9)
         ax.set_xlabel(LABELS["main_task_acc"] + " (fraction)")
         ax.set_xlim(min(0.5, wide["main_task_acc"].min() - 0.05), 1.02)

@@ -142,3 +142,13 @@ def adaptive(adaptive_table: pd.DataFrame, comparison: pd.DataFrame) -> str:
             f"{by_case(_pick(v, cases, 'backdoor_val_acc'))}), against "
             f"{by_case(_pick(d, cases, 'fine-tuning', 'after', 'backdoor_train_acc'))} for the protocol's attack on the "
             f"undefended model; main task {by_case(_pick(v, cases, 'main_task_acc'), 3)}.")
+
+
+def poisoned_update(timeline) -> str:
+    """Interpretation of :func:`fmlbd.walkthrough.attack_timeline`: how the poisoned update stands out."""
+    hit = timeline[timeline["poisoned"]].iloc[0]
+    benign = timeline[~timeline["poisoned"]]
+    return (f"**This run:** the poisoned update is {hit['norm'] / benign['norm'].median():.1f} times as large as the "
+            f"median benign update (L2 norm), and its cosine to the benign mean of its round is {hit['cosine']:.2f} "
+            f"(benign updates: {benign['cosine'].min():.2f} to {benign['cosine'].max():.2f}). The server aggregated it "
+            f"in round {int(hit['round'])} with staleness {int(hit['staleness'])}.")

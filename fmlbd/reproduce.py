@@ -16,13 +16,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .results import environment_info, write_json
-
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-
-
-def series(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The numbered notebooks of the series, in order."""
-    return sorted(Path(notebook_dir).glob("[0-9][0-9]_*.ipynb"))
+from .series import series
 
 
 def record_headlines(output_dir: str | Path, notebook: str, numbers: dict[str, float]) -> Path:

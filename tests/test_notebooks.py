@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 
 from fmlbd.config import load_config
-from fmlbd.reproduce import NOTEBOOK_DIR, series
+from fmlbd.series import NOTEBOOK_DIR, series
 
 NOTEBOOKS = series()
+SOLUTIONS = sorted((NOTEBOOK_DIR / "solutions").glob("*.ipynb"))
 PARAMETERS = ("profile", "seed", "dataset", "data_root", "results_dir", "output_dir", "overrides")
 
 
@@ -18,7 +19,7 @@ def test_series_is_complete_and_numbered():
                      "05_matching_network_defense"]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", NOTEBOOKS + SOLUTIONS, ids=lambda p: p.stem)
 def test_committed_notebook_has_no_outputs_and_a_parameters_cell(path):
     nb = json.loads(path.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
@@ -28,10 +29,21 @@ def test_committed_notebook_has_no_outputs_and_a_parameters_cell(path):
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters' (papermill)"
     source = "".join(tagged[0]["source"])
-    assert all(f"{name} =" in source for name in PARAMETERS)
+    wanted = PARAMETERS if path in NOTEBOOKS else [p for p in PARAMETERS if p != "output_dir"]
+    assert all(f"{name} =" in source for name in wanted)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_has_exercises_with_solutions():
+    assert [p.stem.split("_")[0] for p in SOLUTIONS] == [nb.stem.split("_")[0] for nb in NOTEBOOKS]
+    for nb, solution in zip(NOTEBOOKS, SOLUTIONS):
+        checks = [c for c in json.loads(nb.read_text())["cells"]
+                  if c["cell_type"] == "code" and "exercises." in "".join(c["source"])]
+        solved = [c for c in json.loads(solution.read_text())["cells"]
+                  if c["cell_type"] == "code" and "assert verdict.ok" in "".join(c["source"])]
+        assert len(checks) >= 2 and len(solved) == len(checks), nb.stem
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + SOLUTIONS, ids=lambda p: p.stem)
 def test_cells_stay_short(path):
     """Notebooks never hide logic: long code belongs in fmlbd."""
     nb = json.loads(path.read_text())
@@ -77,7 +89,7 @@ def markdown_of(path) -> str:
     return "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown")
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS + [README], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", NOTEBOOKS + SOLUTIONS + [README], ids=lambda p: p.stem)
 def test_no_measured_number_is_typed_into_prose(path):
     """Numbers a run measures are rendered from its tables (fmlbd.report), never typed: a decimal
     number in prose is one a fresh run on another machine could contradict."""

@@ -1,0 +1,176 @@
+"""Checks for the notebooks' lab exercises: each takes the learner's answer and the run's own results,
+and returns a :class:`Verdict` that says whether the answer is right and why (shown as Markdown).
+
+An answer left at ``None`` is "not answered yet", never an error, so the notebooks run headless.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .backdoor import BackdoorKey
+from .splits import Scenario
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool | None        #: None: not answered yet
+    message: str
+
+    def _repr_markdown_(self) -> str:
+        mark = {True: "**Right.**", False: "**Not yet.**", None: "*Not answered yet:*"}[self.ok]
+        return f"{mark} {self.message}"
+
+
+UNANSWERED = Verdict(None, "set your answer in the cell above, run it, then run this check.")
+
+
+def answered(check):
+    """A check whose first argument is the answer: ``None`` gives :data:`UNANSWERED` before any data is read."""
+    @functools.wraps(check)
+    def wrapper(answer, *args, **kwargs):
+        return UNANSWERED if answer is None else check(answer, *args, **kwargs)
+    return wrapper
+
+
+def _verdict(right: bool, why: str) -> Verdict:
+    """Right or not, and why (a check has already turned an answer of ``None`` into :data:`UNANSWERED`)."""
+    return Verdict(bool(right), why)
+
+
+def _choice(answer, options: tuple[str, ...]) -> str | None:
+    if answer not in options:
+        raise ValueError(f"answer with one of {options}, not {answer!r}")
+    return answer
+
+
+# --- 01 threat model -------------------------------------------------------------------------------
+
+def key_in_top_left(row: int | None, col: int | None, cfg) -> Verdict:
+    """Move the key so that every pixel it writes lies in the image's top-left quarter."""
+    if row is None or col is None:
+        return UNANSWERED
+    a, size = cfg.attack, cfg.data.image_size
+    try:
+        mask = BackdoorKey(a.key_pattern, row, col, a.key_size, a.key_gap, a.key_value).mask(size, size)
+    except ValueError as err:
+        return Verdict(False, f"that key does not fit the image: {err}")
+    rows, cols = mask.nonzero(as_tuple=True)
+    inside = bool((rows < size // 2).all() and (cols < size // 2).all())
+    return Verdict(inside, f"the key covers rows {int(rows.min())}-{int(rows.max())} and columns "
+                           f"{int(cols.min())}-{int(cols.max())} of a {size}x{size} image (negative values count "
+                           f"from the bottom / right edge, so the default sits in the bottom-right corner).")
+
+
+@answered
+def clients_with_backdoor_classes(answer: set[int] | None, scenario: Scenario) -> Verdict:
+    """Which clients train on at least one backdoor class (benignly)?"""
+    truth = {i for i, own in enumerate(scenario.client_classes) if set(own) & set(scenario.backdoor_classes)}
+    return _verdict(set(answer) == truth,
+                    f"{f'clients {sorted(truth)} hold' if truth else 'no client holds'} a backdoor class. In cases "
+                    f"(a) and (c) the benign "
+                    f"clients share the backdoor classes; in case (b) nobody trains on them, so nothing counters "
+                    f"the adversary's keyed images of those characters.")
+
+
+# --- 02 one-shot attack ----------------------------------------------------------------------------
+
+@answered
+def boost_prediction(prediction: str | None, boost_table: pd.DataFrame) -> Verdict:
+    """Without the boost, is backdoor accuracy right after the attack "higher" or "lower" than with it?"""
+    _choice(prediction, ("higher", "lower"))
+    v = boost_table[boost_table["metric"] == "backdoor_train_acc"].pivot(index="case", columns="boost", values="value")
+    plain, boosted = v[1.0], v[max(v.columns)]
+    truth = "lower" if (plain < boosted).all() else "higher" if (plain > boosted).all() else "mixed"
+    values = ", ".join(f"{plain[c]:.2f} vs {boosted[c]:.2f} ({c})" for c in v.index)
+    return _verdict(prediction == truth,
+                    f"unboosted vs boosted: {values}. The server averages {max(v.columns):g} updates, so an "
+                    f"unboosted poisoned update is diluted to a fraction of its size by the benign ones.")
+
+
+@answered
+def attack_round_and_staleness(answer: tuple[int, int] | None, timeline: pd.DataFrame) -> Verdict:
+    """In which round did the server aggregate the poisoned update, and with what staleness?"""
+    hit = timeline[timeline["poisoned"]].iloc[0]
+    truth = (int(hit["round"]), int(hit["staleness"]))
+    return _verdict(tuple(answer) == truth,
+                    f"round {truth[0]}, staleness {truth[1]}: the adversary trained on global version "
+                    f"{int(hit['base_version'])}, and the server applied its update in round {truth[0]}.")
+
+
+# --- 03 dampening ----------------------------------------------------------------------------------
+
+@answered
+def case_c_weaker(prediction: bool | None, table: pd.DataFrame) -> Verdict:
+    """After the last benign round, is the backdoor (attack training set) weaker in case (c) than in (a)?"""
+    last = table[(table["round"] == table["round"].max()) & (table["metric"] == "backdoor_train_acc")]
+    v = last.set_index("case")["value"]
+    truth = bool(v["c"] < v["a"])
+    return _verdict(bool(prediction) == truth,
+                    f"{v['c']:.2f} (c) vs {v['a']:.2f} (a). In case (c) the user's support set holds clean images of "
+                    f"the backdoor classes, so fine-tuning pulls keyed images of those characters back to their class.")
+
+
+@answered
+def drifted_past_attack_step(prediction: bool | None, drift: pd.DataFrame) -> Verdict:
+    """After the last round, is the global model farther from the poisoned model than the attack's own step?"""
+    last = drift.sort_values("round").iloc[-1]
+    truth = bool(last["distance"] > last["attack_step"])
+    return _verdict(bool(prediction) == truth,
+                    f"after {int(last['round'])} rounds the distance is {last['distance']:.2f}, the attack's step "
+                    f"{last['attack_step']:.2f}. Benign rounds move the model a long way, yet the backdoor metric "
+                    f"falls slowly: they move it mostly in directions the backdoor does not depend on.")
+
+
+# --- 04 fine-tuning --------------------------------------------------------------------------------
+
+@answered
+def p_target_before_finetuning(answer: float | None, cfg) -> Verdict:
+    """Before any fine-tuning step, what probability does the model give the target class for a keyed image?"""
+    truth = 1 / cfg.eval.ways
+    return _verdict(abs(answer - truth) < 0.01,
+                    f"{truth:.2f} = 1/N: the head starts at zero (the zeroing trick), so all N logits are equal and "
+                    f"every class gets the same probability, whatever the features.")
+
+
+@answered
+def larger_lr_removes_backdoor(prediction: bool | None, trace: pd.DataFrame) -> Verdict:
+    """With the learner's larger fine-tuning rate, does p(target | keyed image) end below 0.5?"""
+    p = trace[trace["metric"] == "p(target | keyed image)"].sort_values("step")["value"]
+    truth = bool(p.iloc[-1] < 0.5)
+    return _verdict(bool(prediction) == truth,
+                    f"p(target | keyed image) goes from {p.iloc[1]:.2f} after the first step to {p.iloc[-1]:.2f} at "
+                    f"the end. The support set has no keyed images, so nothing in the loss aims at the key: "
+                    + ("only the large steps' side effects move keyed images off the target." if truth else
+                       "a larger rate fits the support set faster and leaves the backdoor in place."))
+
+
+# --- 05 defense ------------------------------------------------------------------------------------
+
+@answered
+def temperature_prediction(prediction: str | None, ablation: pd.DataFrame, case: str = "a") -> Verdict:
+    """At the largest shot count, does softmax attention at T = 1 give "higher" or "lower" main-task
+    accuracy than at the smallest temperature of the ablation?"""
+    _choice(prediction, ("higher", "lower"))
+    sub = ablation[(ablation["shots"] == ablation["shots"].max()) & (ablation["kernel"] == "softmax")
+                   & (ablation["metric"] == "main_task_acc") & (ablation["case"] == case)].set_index("temperature")
+    low, high = sub["value"][sub.index.min()], sub["value"][sub.index.max()]
+    truth = "higher" if high > low else "lower"
+    return _verdict(prediction == truth,
+                    f"T = {sub.index.max():g}: {high:.3f}, T = {sub.index.min():g}: {low:.3f} (case ({case})). A large "
+                    f"T spreads the attention over every support image, a small one puts it all on the closest.")
+
+
+@answered
+def keyed_moves_towards_target(answer: str | None, projection: pd.DataFrame) -> Verdict:
+    """In which federation ("undefended" or "defended") do keyed images' features move further towards the
+    target class (mean cosine to the target's mean feature, after minus before the attack)?"""
+    keyed = projection[projection["kind"] == "backdoor, keyed"]
+    rise = keyed.groupby(["model", "phase"])["cos_target"].mean().unstack("phase")
+    rise = (rise["after"] - rise["before"]).to_dict()
+    truth = max(rise, key=rise.get)
+    return _verdict(answer == truth,
+                    "rise of the keyed images' cosine to the target: " + ", ".join(f"{v:+.2f} ({k})" for k, v in rise.items())
+                    + ". The backdoor is a place in feature space: keyed images are mapped next to the target.")

@@ -1,0 +1,195 @@
+"""The mechanisms of the study in small, visible steps, for the notebooks' walk-throughs.
+
+Each function replays one piece with the library's own building blocks (seconds on a CPU) and
+returns plain data or tidy tables; :mod:`fmlbd.mechanism_plots` draws them.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .backdoor import poisoned_episode
+from .builders import attack_clients, attack_sets, episode_sampler, make_federation
+from .config import ExperimentConfig
+from .defense import MatchingNetworkDefense
+from .evaluation import backdoor_test_episodes
+from .functional import Params, call, support_buffers
+from .meta import finetune, meta_step
+from .metrics import scored_rows
+from .pipeline import Attacked, Trained, dampening_snapshots
+from .streams import stream
+from .splits import Scenario
+
+
+def small_episodes(cfg: ExperimentConfig, scenario: Scenario, seed: int = 0) -> dict[str, tuple]:
+    """A benign client's and the adversary's training episode, 1-shot with one query per class and two
+    keyed images each (small enough to show): ``{name: (episode, support keyed mask, query keyed mask)}``."""
+    m, a = cfg.meta, cfg.attack
+    rng = np.random.default_rng(seed)
+    benign = episode_sampler(replace(cfg, meta=replace(m, shots=1, queries=1)), scenario,
+                             scenario.client_classes[1])(rng)
+    poison = 2
+    poisoned = poisoned_episode(scenario.pool, scenario.client_classes[0], scenario.target_class, m.ways, 1, 1,
+                                poison, attack_sets(cfg, scenario), rng, a.target_label, a.poison_support)
+
+    def mask(n, keyed):
+        return np.arange(n) >= n - keyed
+    return {"benign client 1": (benign, mask(len(benign.support_y), 0), mask(len(benign.query_y), 0)),
+            "adversary (client 0)": (poisoned, mask(len(poisoned.support_y), poison if a.poison_support else 0),
+                                     mask(len(poisoned.query_y), poison))}
+
+
+def keyed_query_loss(cfg: ExperimentConfig, model, params: Params, episode, keyed: np.ndarray) -> float:
+    """Cross-entropy of the keyed queries of a poisoned ``episode`` (labelled target) after fine-tuning
+    ``params`` on its support set as a user would: low when the model has learnt the backdoor."""
+    tuned, buffers = finetune(model, params, episode.support_x, episode.support_y, cfg.eval.finetune_steps,
+                              cfg.eval.finetune_lr)
+    with torch.no_grad():
+        logits = call(model, tuned, buffers, episode.query_x[torch.from_numpy(keyed)], train=False)
+    return float(F.cross_entropy(logits, episode.query_y[torch.from_numpy(keyed)]))
+
+
+def live_poisoned_training(cfg: ExperimentConfig, trained: Trained, iterations: int = 10,
+                           seed: int = 0) -> pd.DataFrame:
+    """The adversary's poisoned local training from the pre-trained model, ``iterations`` meta-steps of
+    Reptile on poisoned episodes, scoring after each the loss on keyed queries of one fixed held-out
+    poisoned episode (see :func:`keyed_query_loss`). Tidy rows: iteration, metric, value."""
+    m, a, scenario = cfg.meta, cfg.attack, trained.scenario
+    sets, rng = attack_sets(cfg, scenario), np.random.default_rng(seed)
+    own = scenario.client_classes[0]
+
+    def sample(r):
+        return poisoned_episode(scenario.pool, own, scenario.target_class, m.ways, m.shots, m.queries,
+                                a.poison_per_episode, sets, r, a.target_label, a.poison_support)
+    probe = sample(np.random.default_rng(seed + 1))
+    keyed = np.arange(len(probe.query_y)) >= len(probe.query_y) - a.poison_per_episode
+    params, rows = trained.params, []
+    for i in range(iterations + 1):
+        if i:
+            params = meta_step(trained.model, params, sample(rng), m, rng)
+        rows.append({"iteration": i, "metric": "loss on keyed queries (target label)",
+                     "value": keyed_query_loss(cfg, trained.model, params, probe, keyed)})
+    return pd.DataFrame(rows)
+
+
+def _flat(params: Params) -> torch.Tensor:
+    return torch.cat([v.flatten() for _, v in sorted(params.items())])
+
+
+def attack_timeline(cfg: ExperimentConfig, trained: Trained, after_rounds: int = 3) -> pd.DataFrame:
+    """Replay the attack as :func:`fmlbd.pipeline.attack` does and record every update the server
+    aggregates, up to ``after_rounds`` rounds after the poisoned one. Tidy rows: round, client,
+    base_version, staleness, arrival (simulated time), aggregated (time of the round), poisoned,
+    norm (L2 of the update) and cosine (to the mean of the round's benign updates)."""
+    federation = make_federation(cfg, trained.model, trained.params,
+                                 attack_clients(cfg, trained.scenario, cfg.federation.rounds))
+    federation.load_state_dict(trained.state)
+    if cfg.attack.draw:
+        federation.reseed_client(0, stream("adversary_draw", cfg.seed, cfg.attack.draw))
+    received, receive = [], federation.server.receive
+    federation.server.receive = lambda update, now=0.0: received.append(update) or receive(update, now)
+    rows, attack_round = [], None
+    while attack_round is None or federation.version < attack_round + after_rounds:
+        start = len(received)
+        record = federation.step()
+        batch = received[start:]
+        benign = [_flat(u.delta) for u in batch if not u.poisoned]
+        mean = torch.stack(benign).mean(0) if benign else None
+        for u, stale in zip(batch, record.staleness):
+            delta = _flat(u.delta)
+            cosine = float(F.cosine_similarity(delta, mean, dim=0)) if mean is not None else float("nan")
+            rows.append({"round": record.round, "client": u.client, "base_version": u.base_version,
+                         "staleness": stale, "arrival": u.arrival, "aggregated": record.time,
+                         "poisoned": u.poisoned, "norm": float(delta.norm()), "cosine": cosine})
+        if record.poisoned:
+            attack_round = record.round
+    return pd.DataFrame(rows)
+
+
+def drift_from_poisoned(cfg: ExperimentConfig, attacked: Attacked, case: str) -> pd.DataFrame:
+    """How far benign rounds move the global model from the poisoned one: per evaluated round, the L2
+    distance of the global model from the model right after the attack, and the size of the attack's
+    own step (pre-attack -> poisoned). Tidy rows: round, distance, attack_step."""
+    poisoned, step = _flat(attacked.after), float((_flat(attacked.after) - _flat(attacked.before)).norm())
+    return pd.DataFrame([{"round": r, "distance": float((_flat(p) - poisoned).norm()), "attack_step": step}
+                         for r, p in dampening_snapshots(cfg, case, progress=False).items()])
+
+
+def keyed_episode(cfg: ExperimentConfig, attacked: Attacked, case: str):
+    """The first backdoor evaluation episode of ``case`` and its scored keyed validation images
+    ``[n, ch, H, W]`` (those a user's classifier is asked about), with the target's label."""
+    scenario = attacked.trained.scenario
+    episode = backdoor_test_episodes(cfg, scenario, case, episodes=1)[0]
+    sets = attack_sets(cfg, scenario)
+    keyed = sets.val_x[torch.from_numpy(scored_rows(sets.val_source, episode, case))]
+    return episode, keyed, episode.classes.index(scenario.target_class)
+
+
+def finetune_trace(cfg: ExperimentConfig, attacked: Attacked, case: str, steps: int) -> pd.DataFrame:
+    """Fine-tune the poisoned model on one episode's support set for ``steps`` SGD steps, as a user
+    would, and after every step score: support loss, query accuracy, and the mean probability the
+    model gives the target class for the episode's keyed images. Tidy rows: step, metric, value."""
+    model = attacked.trained.model
+    episode, keyed, target = keyed_episode(cfg, attacked, case)
+    rows = []
+
+    def score(step, params):
+        buffers = support_buffers(model, params, episode.support_x)
+        with torch.no_grad():
+            loss = F.cross_entropy(call(model, params, buffers, episode.support_x, train=False), episode.support_y)
+            query = call(model, params, buffers, episode.query_x, train=False).argmax(1)
+            p_target = call(model, params, buffers, keyed, train=False).softmax(1)[:, target].mean()
+        rows.extend([{"step": step, "metric": "support loss", "value": float(loss)},
+                     {"step": step, "metric": "query accuracy", "value": float((query == episode.query_y).float().mean())},
+                     {"step": step, "metric": "p(target | keyed image)", "value": float(p_target)}])
+    score(0, attacked.after)
+    finetune(model, attacked.after, episode.support_x, episode.support_y, steps, cfg.eval.finetune_lr, on_step=score)
+    return pd.DataFrame(rows)
+
+
+def feature_projection(models: dict[str, tuple[ExperimentConfig, Attacked]], case: str) -> pd.DataFrame:
+    """Where the backdoor lives: features of the target class's images and of clean and keyed images of
+    the backdoor classes (attack validation set), before and after the attack, for each of ``models``
+    (name -> (config, attacked)), projected on each panel's first two principal components (PCA).
+    Features use the support statistics of the first backdoor evaluation episode, as a user's model
+    would. Tidy rows: model, phase, kind, x, y, cos_target (cosine to the mean target feature)."""
+    rows = []
+    for name, (cfg, att) in models.items():
+        scenario = att.trained.scenario
+        sets = attack_sets(cfg, scenario)
+        clean = attack_sets(cfg, scenario, keyed=False).val_x
+        target = scenario.pool.images[scenario.target_class].float() / 255
+        episode = backdoor_test_episodes(cfg, scenario, case, episodes=1)[0]
+        kinds = {"target class": target, "backdoor, clean": clean, "backdoor, keyed": sets.val_x}
+        for phase, params in (("before", att.before), ("after", att.after)):
+            buffers = support_buffers(att.trained.model, params, episode.support_x)
+            with torch.no_grad():
+                feats = {k: call(att.trained.model, params, buffers, x, train=False, features=True)
+                         for k, x in kinds.items()}
+            allf = torch.cat(list(feats.values()))
+            centre = allf.mean(0)
+            _, _, v = torch.pca_lowrank(allf - centre, q=2, center=False)
+            mean_target = feats["target class"].mean(0)
+            for kind, f in feats.items():
+                xy = (f - centre) @ v[:, :2]
+                cos = F.cosine_similarity(f, mean_target[None], dim=1)
+                rows += [{"model": name, "phase": phase, "kind": kind, "x": float(x), "y": float(y),
+                          "cos_target": float(c)} for (x, y), c in zip(xy.tolist(), cos)]
+    return pd.DataFrame(rows)
+
+
+def attention_weights(cfg: ExperimentConfig, attacked: Attacked, case: str, attention) -> dict:
+    """The local matching network's attention for one keyed image of ``case``'s first backdoor
+    evaluation episode: ``{"support_x", "support_y", "weights" [S], "query" [ch, H, W], "target_label",
+    "predicted"}``."""
+    episode, keyed, target = keyed_episode(cfg, attacked, case)
+    defense = MatchingNetworkDefense(attacked.trained.model, attacked.after, episode.support_x, episode.support_y,
+                                     attention)
+    similarity = defense.similarity(keyed[:1])[0]
+    weights = (similarity / attention.temperature).softmax(0)
+    return {"support_x": episode.support_x, "support_y": episode.support_y, "weights": weights,
+            "query": keyed[0], "target_label": target, "predicted": int(defense.predict(keyed[:1])[0])}

@@ -1,0 +1,75 @@
+"""Each exercise check says "not yet" to a wrong answer, "right" to the solution, and waits for None."""
+import pandas as pd
+import pytest
+
+from fmlbd import exercises as ex
+from fmlbd.config import load_config
+from fmlbd.evaluation import METRICS
+from fmlbd.splits import Scenario
+
+CFG = load_config("quick")
+
+
+def scenario(backdoor_holders):
+    clients = [(10, 11), (20,), (30,), (40,)]
+    clients = [tuple(own) + ((1, 2, 3) if i in backdoor_holders else ()) for i, own in enumerate(clients)]
+    return Scenario(pool=None, rotations=1, test_classes=(), client_classes=tuple(clients), target_class=0,
+                    backdoor_classes=(1, 2, 3))
+
+
+def boost_table(plain, boosted):
+    return pd.DataFrame([{"case": c, "boost": b, "metric": m, "value": v if m == "backdoor_train_acc" else 0.5}
+                         for c in "ab" for b, v in ((1.0, plain), (3.0, boosted)) for m in METRICS])
+
+
+TIMELINE = pd.DataFrame({"round": [7, 7, 7, 8, 8, 8], "client": [1, 0, 2, 3, 1, 2], "poisoned": [0, 1, 0, 0, 0, 0],
+                         "staleness": [0, 1, 0, 1, 0, 0], "base_version": [6, 5, 6, 6, 7, 7]}).astype(
+    {"poisoned": bool})
+DAMPENING = pd.DataFrame([{"case": c, "round": r, "metric": "backdoor_train_acc", "value": v}
+                          for c, vals in {"a": (0.9, 0.8), "c": (0.8, 0.4)}.items() for r, v in zip((0, 100), vals)])
+DRIFT = pd.DataFrame({"round": [0, 100], "distance": [0.0, 5.0], "attack_step": [2.0, 2.0]})
+TRACE = pd.DataFrame([{"step": s, "metric": "p(target | keyed image)", "value": v}
+                      for s, v in enumerate((0.2, 0.9, 0.8, 0.7))])
+ABLATION = pd.DataFrame([{"shots": 5, "kernel": "softmax", "temperature": t, "case": "a", "metric": "main_task_acc",
+                          "value": v} for t, v in ((0.01, 0.90), (0.1, 0.92), (1.0, 0.80))])
+PROJECTION = pd.DataFrame([{"model": m, "phase": p, "kind": "backdoor, keyed", "cos_target": v}
+                           for m, (b, a) in {"undefended": (0.1, 0.8), "defended": (0.1, 0.3)}.items()
+                           for p, v in (("before", b), ("after", a))])
+
+CASES = [  # (check, wrong answer, right answer, data)
+    (ex.key_in_top_left, (22, 22), (0, 0), (CFG,)),
+    (ex.key_in_top_left, (20, 30), (2, 3), (CFG,)),  # a key that does not fit is wrong, not an error
+    (ex.clients_with_backdoor_classes, {1, 2, 3}, set(), (scenario(()),)),
+    (ex.clients_with_backdoor_classes, set(), {1, 2, 3}, (scenario((1, 2, 3)),)),
+    (ex.boost_prediction, "higher", "lower", (boost_table(0.5, 0.9),)),
+    (ex.attack_round_and_staleness, (8, 0), (7, 1), (TIMELINE,)),
+    (ex.case_c_weaker, False, True, (DAMPENING,)),
+    (ex.drifted_past_attack_step, False, True, (DRIFT,)),
+    (ex.p_target_before_finetuning, 0.5, 0.2, (CFG,)),
+    (ex.larger_lr_removes_backdoor, True, False, (TRACE,)),
+    (ex.temperature_prediction, "higher", "lower", (ABLATION,)),
+    (ex.keyed_moves_towards_target, "defended", "undefended", (PROJECTION,)),
+]
+
+
+def call(check, answer, data):
+    return check(*answer, *data) if check is ex.key_in_top_left else check(answer, *data)
+
+
+@pytest.mark.parametrize("check, wrong, right, data", CASES, ids=lambda x: getattr(x, "__name__", None))
+def test_check_fails_on_a_wrong_answer_and_passes_on_the_solution(check, wrong, right, data):
+    bad, good = call(check, wrong, data), call(check, right, data)
+    assert bad.ok is False and good.ok is True
+    assert bad.message and good.message == call(check, right, data).message
+    assert "Not yet" in bad._repr_markdown_() and "Right" in good._repr_markdown_()
+
+
+@pytest.mark.parametrize("check, wrong, right, data", CASES[:1] + CASES[2:], ids=lambda x: getattr(x, "__name__", None))
+def test_an_unanswered_exercise_is_not_an_error(check, wrong, right, data):
+    answer = (None, None) if check is ex.key_in_top_left else None
+    assert call(check, answer, data).ok is None
+
+
+def test_a_choice_outside_the_options_is_an_error():
+    with pytest.raises(ValueError, match="answer with one of"):
+        ex.boost_prediction("same", boost_table(0.5, 0.9))
