@@ -63,7 +63,7 @@ OMNIGLOT_SOURCES = ("minimal", "full")                      #: Omniglot zip sets
 CASES = ("a", "b", "c")                                     #: evaluation cases (PROTOCOL.md)
 
 RULES: dict[str, Rule] = {
-    "profile": text, "seed": count(0), "results_dir": text, "case": choice(*CASES),
+    "profile": text, "seed": count(0), "results_dir": text, "case": choice(*CASES), "shipped_models": flag,
     "data.dataset": choice("omniglot", "mini-imagenet"), "data.root": text, "data.source": choice(*OMNIGLOT_SOURCES),
     "data.test_alphabets": tuple_of(text, nonempty=False), "data.image_size": count(16),
     "data.rotations": choice(1, 2, 4),

@@ -14,6 +14,7 @@ from pathlib import Path
 from .checks import CASES, OMNIGLOT_SOURCES
 from .config import PROFILES, load_config, parse_overrides
 from .errors import CacheError, ConfigError, DatasetError
+from .series import series
 
 USER_ERRORS = (ConfigError, DatasetError, CacheError)  # TrainingDiverged is a ConfigError
 
@@ -41,11 +42,11 @@ def cmd_download(args) -> int:
 
 def cmd_train(args) -> int:
     """Benign federated meta-training, then main-task accuracy (mean, 95% CI) for each of ``--shots``."""
+    cfg = _config(args)  # before torch loads: a bad setting fails at once
     from .evaluation import main_task_table
     from .pipeline import pretrain
     from .results import save_table
 
-    cfg = _config(args)
     start = time.perf_counter()
     trained = pretrain(cfg, progress=not args.no_progress)
     table = main_task_table(cfg, trained.model, trained.params, trained.scenario, tuple(args.shots))
@@ -64,10 +65,10 @@ def cmd_train(args) -> int:
 def cmd_experiments(args) -> int:
     """Run the chosen experiments of the command (registry order), save their tables and figures,
     print each table."""
+    cfg = _config(args)
     from . import registry
     from .results import save_table
 
-    cfg = _config(args)
     chosen = registry.names(args.command, default_only=True) if "all" in args.experiment else args.experiment
     offered = registry.names(args.command)
     for name in chosen:
@@ -93,14 +94,16 @@ def cmd_experiments(args) -> int:
 
 def cmd_reproduce(args) -> int:
     """Run the notebook series headless with papermill; non-zero exit if any notebook failed."""
-    from .reproduce import run_series, series
-
+    if args.retrain:
+        args.set = [*args.set, "shipped_models=false"]
     cfg = _config(args)  # validates the profile and overrides before anything runs
     notebooks = series()
     if args.only:
         notebooks = [nb for nb in notebooks if any(key in nb.stem for key in args.only)]
         if not notebooks:
             raise ConfigError(f"no notebook matches {args.only}; available: {[nb.stem for nb in series()]}")
+    from .reproduce import run_series
+
     params = {"profile": cfg.profile, "seed": cfg.seed, "dataset": cfg.data.dataset,
               "data_root": str(Path(cfg.data.root).resolve()), "results_dir": str(Path(cfg.results_dir).resolve()),
               "overrides": {k: v for k, v in parse_overrides(args.set).items()
@@ -172,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("reproduce", help="run every notebook headless (papermill) + summary"))
     p.add_argument("--output", default=None, help="output folder (default outputs/<profile>)")
     p.add_argument("--only", nargs="+", default=None, help="run only notebooks whose name contains one of these")
+    p.add_argument("--retrain", action="store_true", help="train every model from scratch (no shipped models)")
     p.set_defaults(func=cmd_reproduce)
     p = sub.add_parser("download", help="download and MD5-verify a dataset")
     p.add_argument("dataset", choices=["omniglot"])

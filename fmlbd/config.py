@@ -157,6 +157,9 @@ class ExperimentConfig:
     seed: int = 0
     results_dir: str = "results"
     case: str = "a"                             #: evaluation case "a", "b" or "c" (PROTOCOL.md)
+    #: use a pre-trained model shipped with fmlbd (``fmlbd/pretrained/``) when its cache key matches;
+    #: false trains every missing model from scratch (``reproduce --retrain``)
+    shipped_models: bool = True
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)

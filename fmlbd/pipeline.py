@@ -33,6 +33,12 @@ from .splits import Scenario
 from .streams import stream
 
 
+#: shipped pre-trained models: ``pretrain-<key>.pt`` with the federation state, log, trace and config
+SHIPPED = Path(__file__).parent / "pretrained"
+#: the round whose weights :func:`pretrain` records as its trace (a check that code still trains the same)
+TRACE_ROUND = 10
+
+
 class TrainingDiverged(ConfigError):
     """Training produced non-finite weights (a learning rate too large); nothing was cached."""
 
@@ -60,6 +66,23 @@ def pretrain_path(cfg: ExperimentConfig, scenario: Scenario) -> Path:
     return cache_dir(cfg) / f"pretrain-{key}"
 
 
+def shipped_model(cfg: ExperimentConfig, path: Path) -> Path | None:
+    """The shipped model with the cache folder ``path``'s key, if ``cfg.shipped_models`` allows it and it exists."""
+    shipped = SHIPPED / f"{path.name}.pt"
+    return shipped if cfg.shipped_models and shipped.is_file() else None
+
+
+def is_pretrained(cfg: ExperimentConfig, path: Path) -> bool:
+    """True when :func:`pretrain` would load the model of cache folder ``path`` instead of training it."""
+    return (path / "final.pt").is_file() or shipped_model(cfg, path) is not None
+
+
+def trace(params: Params) -> dict[str, float]:
+    """L2 norm (float64) of every weight tensor: a fingerprint of a model that tolerates the last-digit
+    differences between CPUs but not a change in what is computed."""
+    return {k: float(v.double().norm()) for k, v in sorted(params.items())}
+
+
 def _check_finite(cfg: ExperimentConfig, params: Params, round_: int) -> None:
     if not all_finite(params):
         raise TrainingDiverged(
@@ -79,23 +102,26 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
 
     Training runs on one torch thread: floating-point sums depend on how they are split
     across threads, so this keeps a model independent of the machine's core count and of
-    the command that trained it (the CLI and the notebooks share the cache).
+    the command that trained it (the CLI and the notebooks share the cache). The weights' norms
+    at round :data:`TRACE_ROUND` are kept as the model's ``trace``. A model shipped with fmlbd
+    (:data:`SHIPPED`) under the same key is used unless ``cfg.shipped_models`` is false.
     """
     scenario = build_scenario(cfg, case)
     model = build_model(cfg, scenario)
     path = pretrain_path(cfg, scenario)
     final, checkpoint = path / "final.pt", path / "checkpoint.pt"
-    if final.is_file():
-        saved = load_torch(final)
+    source = final if final.is_file() else shipped_model(cfg, path)
+    if source is not None:
+        saved = load_torch(source)
         return Trained(model, scenario, saved["state"], pd.DataFrame(saved["log"]), path, 0.0)
 
     federation = make_federation(cfg, model, initial_params(cfg, model), benign_clients(cfg, scenario))
     rows: list[dict] = []
-    elapsed = 0.0
+    elapsed, fingerprint = 0.0, None
     if checkpoint.is_file():
         saved = load_torch(checkpoint)
         federation.load_state_dict(saved["state"])
-        rows, elapsed = saved["log"], saved["elapsed"]
+        rows, elapsed, fingerprint = saved["log"], saved["elapsed"], saved.get("trace")
     write_json({"config": cfg.to_dict(), "scenario": scenario.fingerprint()}, path / "config.json")
 
     rounds = cfg.federation.rounds
@@ -109,6 +135,8 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
         while federation.version < rounds:
             record = federation.step()
             bar.update(1)
+            if record.round == min(TRACE_ROUND, rounds):
+                fingerprint = trace(federation.params)
             if record.round % log_every == 0 or record.round == rounds:
                 _check_finite(cfg, federation.params, record.round)
                 acc = main_task_accuracies(cfg, model, federation.params, scenario, episodes=log_episodes,
@@ -118,13 +146,13 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
                 bar.set_postfix(acc=f"{acc:.3f}")
             if record.round % cfg.federation.checkpoint_every == 0 or record.round == rounds:
                 _check_finite(cfg, federation.params, record.round)
-                atomic_torch_save({"state": federation.state_dict(), "log": rows,
+                atomic_torch_save({"state": federation.state_dict(), "log": rows, "trace": fingerprint,
                                    "elapsed": elapsed + time.perf_counter() - start}, checkpoint)
     finally:
         bar.close()
         torch.set_num_threads(threads)
     spent = time.perf_counter() - start
-    atomic_torch_save({"state": federation.state_dict(), "log": rows}, final)
+    atomic_torch_save({"state": federation.state_dict(), "log": rows, "trace": fingerprint}, final)
     checkpoint.unlink(missing_ok=True)
     return Trained(model, scenario, federation.state_dict(), pd.DataFrame(rows), path, spent / 60)
 

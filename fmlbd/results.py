@@ -33,6 +33,12 @@ def environment_info() -> dict[str, str]:
             "numpy": numpy.__version__, "threads": str(torch.get_num_threads())}
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[io.IOBase], None]) -> Path:
     """Call ``write(binary file)`` on a fresh temporary file beside ``path``, then rename it to ``path``."""
     path = Path(path)
@@ -41,6 +47,7 @@ def atomic_write(path: str | Path, write: Callable[[io.IOBase], None]) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide a shared cache from other users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .builders import build_scenario
 from .config import ExperimentConfig, config_from_dict
-from .pipeline import pretrain, pretrain_path
+from .pipeline import is_pretrained, pretrain, pretrain_path
 
 
 def _die_with_parent() -> None:
@@ -35,7 +35,7 @@ def missing_models(configs, cases) -> dict:
     for c in configs:
         for case in cases:
             path = pretrain_path(c, build_scenario(c, case))
-            if not (path / "final.pt").is_file():
+            if not is_pretrained(c, path):
                 missing.setdefault(path, (c, case))
     return missing
 

@@ -1,0 +1,37 @@
+"""Train the quick-profile models that fmlbd ships (seed 0) and write them to fmlbd/pretrained/.
+
+    .venv/bin/python scripts/ship_pretrained.py [results_dir]
+
+Ships the benign federation of cases (a)/(c) and (b) and the defended (features-only) federation
+of both, each trained from scratch (``shipped_models=false``; a model already in the results
+folder's cache is reused), two side by side. Each file holds the federation state, the training log,
+the weights' trace at round ``pipeline.TRACE_ROUND`` and the config: ``tests/test_pretrained.py``
+fails when the current code would train something else. Rerun this after such a change.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fmlbd.config import load_config  # noqa: E402
+from fmlbd.experiments.defense import defended_config  # noqa: E402
+from fmlbd.pipeline import SHIPPED, pretrain  # noqa: E402
+from fmlbd.results import atomic_torch_save, load_torch  # noqa: E402
+from fmlbd.workers import pretrain_cases  # noqa: E402
+
+CASES = ("a", "b")
+
+if __name__ == "__main__":
+    results = sys.argv[1] if len(sys.argv) > 1 else "results"
+    cfg = load_config("quick", {"results_dir": results, "shipped_models": False})
+    defended = defended_config(cfg)
+    pretrain_cases(cfg, CASES, also=defended)
+    for c in (cfg, defended):
+        for case in CASES:
+            trained = pretrain(c, case)
+            saved = load_torch(trained.path / "final.pt")
+            if saved.get("trace") is None:
+                raise SystemExit(f"{trained.path} was trained without a trace: delete it and rerun")
+            out = SHIPPED / f"{trained.path.name}.pt"
+            config = c.to_dict() | {"case": case, "shipped_models": True, "results_dir": "results"}
+            atomic_torch_save({**saved, "config": config}, out)
+            print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB): {c.meta.algorithm}, case ({case})")

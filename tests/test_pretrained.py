@@ -1,0 +1,45 @@
+"""The shipped quick-profile models are what the current code trains, and training still learns."""
+import numpy as np
+import pytest
+import torch
+
+from fmlbd.builders import build_scenario
+from fmlbd.config import config_from_dict, load_config, with_overrides
+from fmlbd.experiments.defense import defended_config
+from fmlbd.pipeline import SHIPPED, TRACE_ROUND, pretrain, pretrain_path
+from fmlbd.workers import missing_models
+
+SHIPPED_FILES = sorted(SHIPPED.glob("pretrain-*.pt"))
+
+
+def test_the_quick_profile_ships_the_series_models(omniglot_root, tmp_path):
+    cfg = load_config("quick", {"data.root": str(omniglot_root), "results_dir": str(tmp_path)})
+    wanted = {f"{pretrain_path(c, build_scenario(c, case)).name}.pt"
+              for c in (cfg, defended_config(cfg)) for case in ("a", "b", "c")}
+    assert wanted == {p.name for p in SHIPPED_FILES}
+    assert missing_models((cfg, defended_config(cfg)), ("a", "b", "c")) == {}  # nothing to train
+    retrain = with_overrides(cfg, {"shipped_models": False})
+    assert len(missing_models((retrain,), ("a", "b", "c"))) == 2  # (a)/(c) share a model
+
+
+@pytest.mark.parametrize("shipped", SHIPPED_FILES, ids=lambda p: p.stem)
+def test_a_shipped_model_is_what_the_current_code_trains(shipped, omniglot_root, tmp_path):
+    saved = torch.load(shipped, weights_only=False)
+    cfg = with_overrides(config_from_dict(saved["config"]), {"data.root": str(omniglot_root),
+                                                             "results_dir": str(tmp_path), "shipped_models": False})
+    assert pretrain_path(cfg, build_scenario(cfg)).name == shipped.stem, "the cache key scheme changed: reship"
+    assert saved["state"]["version"] == cfg.federation.rounds
+    short = pretrain(with_overrides(cfg, {"federation.rounds": TRACE_ROUND}), progress=False)
+    ours, theirs = short.state["params"], saved["trace"]
+    assert sorted(theirs) == sorted(ours)
+    norms = np.array([float(ours[k].double().norm()) for k in sorted(theirs)])
+    assert np.allclose(norms, [theirs[k] for k in sorted(theirs)], rtol=1e-4, atol=1e-6), \
+        "the current code trains another model than the shipped one: run scripts/ship_pretrained.py"
+
+
+def test_benign_training_still_learns(omniglot_root, tmp_path):
+    """The quick profile from scratch, 250 rounds: far above chance (1/5) already."""
+    cfg = load_config("quick", {"data.root": str(omniglot_root), "results_dir": str(tmp_path),
+                                "shipped_models": False, "federation.rounds": 250})
+    log = pretrain(cfg, progress=False).log
+    assert log["value"].iloc[-1] >= 0.6
