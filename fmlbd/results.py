@@ -72,7 +72,8 @@ def load_torch(path: str | Path) -> Any:
     try:
         return torch.load(path, weights_only=False)
     except Exception as err:
-        raise CacheError(f"{path} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:120]}): it is a "
+        reason = str(err).splitlines()[0].split(". ")[0][:120]  # torch's first sentence says what broke
+        raise CacheError(f"{path} is unreadable ({type(err).__name__}: {reason}): it is a "
                          f"cache file; delete it (rm {path}) and rerun to recompute it") from None
 
 
