@@ -87,19 +87,23 @@ def attack_sets(cfg: ExperimentConfig, scenario: Scenario, keyed: bool = True) -
                             cfg.attack.attack_train_images)
 
 
-def attack_clients(cfg: ExperimentConfig, scenario: Scenario, attack_version: int) -> list:
-    """Benign clients with client 0 replaced by the one-shot adversary."""
+def poisoned_sampler(cfg: ExperimentConfig, scenario: Scenario):
+    """``sample(rng) -> Episode``: the adversary's poisoned training episodes (its own classes, the target,
+    ``attack.poison_per_episode`` keyed images labelled target; see :func:`fmlbd.backdoor.poisoned_episode`)."""
     a, m = cfg.attack, cfg.meta
-    clients = benign_clients(cfg, scenario)
     sets = attack_sets(cfg, scenario)
     own = list(scenario.client_classes[0])
+    return lambda rng: poisoned_episode(scenario.pool, own, scenario.target_class, m.ways, m.shots, m.queries,
+                                        a.poison_per_episode, sets, rng, a.target_label, a.poison_support)
 
-    def sample(rng):
-        return poisoned_episode(scenario.pool, own, scenario.target_class, m.ways, m.shots, m.queries,
-                                a.poison_per_episode, sets, rng, a.target_label, a.poison_support)
 
+def attack_clients(cfg: ExperimentConfig, scenario: Scenario, attack_version: int) -> list:
+    """Benign clients with client 0 replaced by the one-shot adversary."""
+    a = cfg.attack
+    clients = benign_clients(cfg, scenario)
     boost = a.boost if a.boost is not None else float(cfg.federation.buffer_size)
-    clients[0] = MaliciousClient(clients[0], sample, m, a.attack_iterations, boost, attack_version, a.after_attack)
+    clients[0] = MaliciousClient(clients[0], poisoned_sampler(cfg, scenario), cfg.meta, a.attack_iterations, boost,
+                                 attack_version, a.after_attack)
     return clients
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .backdoor import poisoned_episode
-from .builders import attack_clients, attack_sets, episode_sampler, make_federation
+from .builders import attack_clients, attack_sets, episode_sampler, make_federation, poisoned_sampler
 from .config import ExperimentConfig
 from .defense import MatchingNetworkDefense
 from .evaluation import backdoor_test_episodes
@@ -58,19 +58,13 @@ def live_poisoned_training(cfg: ExperimentConfig, trained: Trained, iterations: 
     """The adversary's poisoned local training from the pre-trained model, ``iterations`` meta-steps of
     Reptile on poisoned episodes, scoring after each the loss on keyed queries of one fixed held-out
     poisoned episode (see :func:`keyed_query_loss`). Tidy rows: iteration, metric, value."""
-    m, a, scenario = cfg.meta, cfg.attack, trained.scenario
-    sets, rng = attack_sets(cfg, scenario), np.random.default_rng(seed)
-    own = scenario.client_classes[0]
-
-    def sample(r):
-        return poisoned_episode(scenario.pool, own, scenario.target_class, m.ways, m.shots, m.queries,
-                                a.poison_per_episode, sets, r, a.target_label, a.poison_support)
+    sample, rng = poisoned_sampler(cfg, trained.scenario), np.random.default_rng(seed)
     probe = sample(np.random.default_rng(seed + 1))
-    keyed = np.arange(len(probe.query_y)) >= len(probe.query_y) - a.poison_per_episode
+    keyed = np.arange(len(probe.query_y)) >= len(probe.query_y) - cfg.attack.poison_per_episode
     params, rows = trained.params, []
     for i in range(iterations + 1):
         if i:
-            params = meta_step(trained.model, params, sample(rng), m, rng)
+            params = meta_step(trained.model, params, sample(rng), cfg.meta, rng)
         rows.append({"iteration": i, "metric": "loss on keyed queries (target label)",
                      "value": keyed_query_loss(cfg, trained.model, params, probe, keyed)})
     return pd.DataFrame(rows)

@@ -1,0 +1,33 @@
+"""The walk-through steps replay the pipeline's own mechanism (smoke profile)."""
+import numpy as np
+import torch
+
+from fmlbd import pipeline, walkthrough
+from fmlbd.builders import build_scenario, default_attention
+from fmlbd.experiments.defense import defended_config
+from tests.test_experiments import smoke
+
+
+def test_walkthrough_steps_replay_the_pipeline(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path)
+    shown = walkthrough.small_episodes(cfg, build_scenario(cfg))
+    poisoned, keyed_support, keyed_query = shown["adversary (client 0)"]
+    assert keyed_support.sum() == keyed_query.sum() == 2 and not shown["benign client 1"][2].any()
+    trained, att = pipeline.pretrain(cfg, "a", progress=False), pipeline.attack(cfg, "a", progress=False)
+    live = walkthrough.live_poisoned_training(cfg, trained, iterations=2)
+    assert list(live["iteration"]) == [0, 1, 2] and np.isfinite(live["value"]).all()
+    timeline = walkthrough.attack_timeline(cfg, trained, after_rounds=1)
+    hit = timeline[timeline["poisoned"]]
+    assert len(hit) == 1 and hit["round"].iloc[0] == att.round  # the replay is the cached attack
+    assert hit["norm"].iloc[0] > timeline[~timeline["poisoned"]]["norm"].max()  # boosted, 2 iterations
+    drift = walkthrough.drift_from_poisoned(cfg, att, "a")
+    assert drift["distance"].iloc[0] == 0 and (drift["attack_step"] > 0).all()
+    trace = walkthrough.finetune_trace(cfg, att, "a", steps=2)
+    p0 = trace[(trace["step"] == 0) & (trace["metric"] == "p(target | keyed image)")]["value"].iloc[0]
+    assert abs(p0 - 1 / cfg.eval.ways) < 1e-6  # zero head: uniform before the first step
+    defended = defended_config(cfg)
+    models = {"undefended": (cfg, att), "defended": (defended, pipeline.attack(defended, "a", progress=False))}
+    projection = walkthrough.feature_projection(models, "a")
+    assert set(projection["kind"]) == {"target class", "backdoor, clean", "backdoor, keyed"}
+    weights = walkthrough.attention_weights(defended, models["defended"][1], "a", default_attention(cfg))
+    assert torch.isclose(weights["weights"].sum(), torch.tensor(1.0)) and len(weights["weights"]) == len(weights["support_y"])
