@@ -14,6 +14,7 @@ from .episodes import check_episode_request, sample_episode
 from .federated import BenignClient, Federation, MaliciousClient
 from .functional import Params, get_params, zero_head
 from .models import ConvNet
+from .parallel import round_workers
 from .splits import Scenario, make_scenario
 from .streams import seed_model_init
 
@@ -71,9 +72,12 @@ def benign_clients(cfg: ExperimentConfig, scenario: Scenario) -> list[BenignClie
     return [BenignClient(episode_sampler(cfg, scenario, classes), cfg.meta) for classes in scenario.client_classes]
 
 
-def make_federation(cfg: ExperimentConfig, model, params: Params, clients) -> Federation:
+def make_federation(cfg: ExperimentConfig, model, params: Params, clients, workers: int | None = None) -> Federation:
+    """The federation of ``cfg``; a round's clients train side by side in ``workers`` processes
+    (default :func:`~fmlbd.parallel.round_workers`; the result does not depend on it)."""
     f = cfg.federation
-    return Federation(model, params, clients, f.buffer_size, f.server_lr, f.delay_spread, cfg.seed)
+    return Federation(model, params, clients, f.buffer_size, f.server_lr, f.delay_spread, cfg.seed,
+                      round_workers(len(clients)) if workers is None else workers)
 
 
 def backdoor_key(cfg: ExperimentConfig) -> BackdoorKey:

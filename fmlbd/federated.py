@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import heapq
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from .meta import Params, local_meta_train
+from .parallel import Pool, one_thread
 
 
 @dataclass(order=True)
@@ -46,7 +48,9 @@ class RoundRecord:
 
 
 class Client(Protocol):
-    """A participant. ``local_update`` returns ``(delta, poisoned)`` or ``None`` to stay silent."""
+    """A participant. ``local_update`` returns ``(delta, poisoned)`` or ``None`` to stay silent.
+    A client that changes over time keeps that state in ``state_dict()`` / ``load_state_dict()``
+    (which is how it travels to and from a worker process)."""
 
     def local_update(self, model: nn.Module, params: Params, version: int,
                      rng: np.random.Generator) -> tuple[Params, bool] | None: ...
@@ -93,7 +97,7 @@ class Federation:
     """
 
     def __init__(self, model: nn.Module, params: Params, clients: list[Client], buffer_size: int,
-                 server_lr: float, delay_spread: float, seed: int):
+                 server_lr: float, delay_spread: float, seed: int, workers: int = 1):
         if buffer_size > len(clients):
             raise ValueError(f"buffer_size {buffer_size} exceeds the {len(clients)} clients: the server would wait forever")
         self.model = model
@@ -106,6 +110,8 @@ class Federation:
         self.clock = 0.0
         self.in_flight: list[Update] = []
         self.idle: set[int] = set(range(len(clients)))  # clients waiting for a new global model
+        self.workers = min(workers, len(clients))
+        self._pool: Pool | None = None
 
     @property
     def params(self) -> Params:
@@ -115,10 +121,41 @@ class Federation:
     def version(self) -> int:
         return self.server.version
 
+    def _local_updates(self, cids: list[int]) -> list:
+        """``local_update`` of clients ``cids`` on the current global model, in that order (side by
+        side when ``workers`` > 1); their random generators and states advance as if run in turn."""
+        params, version = self.server.params, self.server.version
+        if self.workers <= 1 or len(cids) <= 1:
+            with one_thread():
+                return [self.clients[c].local_update(self.model, params, version, self.client_rngs[c]) for c in cids]
+        if self._pool is None:
+            self._pool = Pool(self._remote_update, self.workers)
+            weakref.finalize(self, self._pool.close)
+        replies = self._pool.map([(c, params, version, self.client_rngs[c], _state(self.clients[c])) for c in cids])
+        for c, (_, rng, state) in zip(cids, replies):
+            self.client_rngs[c] = rng
+            if state is not None:
+                self.clients[c].load_state_dict(state)
+        return [result for result, _, _ in replies]
+
+    def _remote_update(self, job: tuple) -> tuple:
+        """In a worker process: one client's local update from the state the parent sent."""
+        cid, params, version, rng, state = job
+        client = self.clients[cid]
+        if state is not None:
+            client.load_state_dict(state)
+        result = client.local_update(self.model, params, version, rng)
+        return result, rng, _state(client)
+
+    def close(self) -> None:
+        """Stop the worker processes, if any (a later step starts new ones)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
     def _start_idle_clients(self) -> None:
-        for cid in sorted(self.idle):
-            result = self.clients[cid].local_update(self.model, self.server.params, self.server.version,
-                                                    self.client_rngs[cid])
+        cids = sorted(self.idle)
+        for cid, result in zip(cids, self._local_updates(cids)):
             if result is None:  # silent: stays idle and is asked again next round
                 continue
             delta, poisoned = result
@@ -173,6 +210,10 @@ class Federation:
         for client, s in zip(self.clients, state["clients"]):
             if hasattr(client, "load_state_dict"):
                 client.load_state_dict(s)
+
+
+def _state(client: Client) -> dict | None:
+    return client.state_dict() if hasattr(client, "state_dict") else None
 
 
 @dataclass

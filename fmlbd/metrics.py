@@ -19,6 +19,7 @@ from .data import ClassPool
 from .episodes import Episode, sample_episode
 from .functional import Params, predict
 from .meta import finetune
+from .parallel import pmap
 from .streams import stream
 
 
@@ -41,8 +42,9 @@ def evaluation_episodes(pool: ClassPool, classes: Sequence[int], ways: int, shot
 
 
 def episode_accuracies(adapt: Callable[[Episode], Callable], episodes: Sequence[Episode]) -> np.ndarray:
-    """Query accuracy of each episode's classifier ``adapt(episode)``: ``[episodes]``."""
-    return np.asarray([accuracy(adapt(ep)(ep.query_x), ep.query_y) for ep in episodes])
+    """Query accuracy of each episode's classifier ``adapt(episode)``: ``[episodes]`` (episodes side
+    by side, :func:`~fmlbd.parallel.pmap`)."""
+    return np.asarray(pmap(lambda ep: accuracy(adapt(ep)(ep.query_x), ep.query_y), episodes))
 
 
 # --- backdoor metrics -------------------------------------------------------------------------
@@ -120,6 +122,7 @@ def finetuned_classifier(model: nn.Module, params: Params, episode: Episode, ste
 def backdoor_scores(adapt: Callable[[Episode], Callable], episodes: Sequence[Episode], attack, target: int,
                     case: str) -> dict[str, np.ndarray]:
     """Per-episode backdoor metrics: ``{metric: [episodes]}``. ``adapt(episode)`` returns the
-    episode's classifier (e.g. :func:`finetuned_classifier`, or a matching-network defense)."""
-    per_episode = [score_backdoor_episode(adapt(ep), ep, attack, target, case) for ep in episodes]
+    episode's classifier (e.g. :func:`finetuned_classifier`, or a matching-network defense); episodes
+    side by side (:func:`~fmlbd.parallel.pmap`)."""
+    per_episode = pmap(lambda ep: score_backdoor_episode(adapt(ep), ep, attack, target, case), episodes)
     return {m: np.array([s[m] for s in per_episode]) for m in BACKDOOR_METRICS}

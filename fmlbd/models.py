@@ -29,17 +29,23 @@ class EpisodeBatchNorm(nn.BatchNorm2d):
         super().__init__(channels, momentum=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            stats = x[:self.support_size] if self.support_size else x
-            mean, var = stats.mean((0, 2, 3)), stats.var((0, 2, 3), unbiased=False)
-            with torch.no_grad():
-                self.running_mean.copy_(mean)
-                self.running_var.copy_(var)
-            if not self.support_size:
-                return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
-            scale = self.weight * torch.rsqrt(var + self.eps)
-            return x * scale[:, None, None] + (self.bias - mean * scale)[:, None, None]
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        if not self.training:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        if not self.support_size:
+            # one pass computes the output and the batch's statistics (mean, 1 / sqrt(biased var + eps))
+            out, mean, invstd = torch.native_batch_norm(x, self.weight, self.bias, None, None, True, 0.0, self.eps)
+            self._store(mean, invstd.detach().pow(-2) - self.eps)
+            return out
+        stats = x[:self.support_size]
+        mean, var = stats.mean((0, 2, 3)), stats.var((0, 2, 3), unbiased=False)
+        self._store(mean, var)
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        return x * scale[:, None, None] + (self.bias - mean * scale)[:, None, None]
+
+    @torch.no_grad()
+    def _store(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        self.running_mean.copy_(mean)
+        self.running_var.copy_(var)
 
 
 @contextmanager

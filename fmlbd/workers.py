@@ -7,10 +7,8 @@ SIGTERM) terminates them before it exits. Every worker checkpoints, so a rerun r
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -18,15 +16,8 @@ from tqdm.auto import tqdm
 
 from .builders import build_scenario
 from .config import ExperimentConfig, config_from_dict
+from .parallel import die_with_parent
 from .pipeline import is_pretrained, pretrain, pretrain_path
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to send SIGTERM when the parent process dies."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:  # not Linux: the parent's own clean-up below still applies
-        pass
 
 
 def missing_models(configs, cases) -> dict:
@@ -60,7 +51,7 @@ def pretrain_cases(cfg: ExperimentConfig, cases, progress: bool = True, workers:
         try:
             for i, (c, case) in enumerate(batch):
                 proc = subprocess.Popen([sys.executable, "-m", "fmlbd.workers", str(i)], stdin=subprocess.PIPE,
-                                        text=True, preexec_fn=_die_with_parent)
+                                        text=True, preexec_fn=die_with_parent, env=os.environ | {"FMLBD_WORKERS": "1"})
                 procs.append(proc)
                 proc.stdin.write(json.dumps({"config": c.to_dict(), "case": case, "progress": progress}))
                 proc.stdin.close()

@@ -16,6 +16,7 @@ from ..config import ExperimentConfig
 from ..defense import MatchingNetworkDefense
 from ..evaluation import METRICS, adapter, backdoor_test_episodes, main_episodes
 from ..metrics import BACKDOOR_METRICS, accuracy, backdoor_batch, score_backdoor_predictions
+from ..parallel import pmap
 from ..pipeline import attack
 from ..splits import CASES
 from ..workers import pretrain_cases
@@ -115,19 +116,26 @@ def attention_ablation(cfg, cases=("a", "b"), progress: bool = True) -> pd.DataF
     def compute(att, case):
         model, scenario, params = att.trained.model, att.trained.scenario, att.after
         sets, rows = attack_sets(cfg, scenario), []
+        def main_task(ep) -> list[float]:
+            defense = MatchingNetworkDefense(model, params, ep.support_x, ep.support_y)
+            return [accuracy(pred, ep.query_y) for pred in defense.predict_each(ep.query_x, grid)]
+
+        def backdoor(ep) -> list[list[float]]:
+            defense = MatchingNetworkDefense(model, params, ep.support_x, ep.support_y)
+            images, sizes = backdoor_batch(ep, sets, case)
+            scores = [score_backdoor_predictions(pred, sizes, ep, scenario.target_class)
+                      for pred in defense.predict_each(images, grid)]
+            return [[s[m] for m in BACKDOOR_METRICS] for s in scores]
+
         for shots in d.ablation_shots:
+            if progress:
+                tqdm.write(f"ablation case ({case}), {shots}-shot: {len(grid)} kernels on {cfg.eval.episodes} x 2 "
+                           f"episodes")
             sums = np.zeros((len(grid), len(METRICS)))
-            desc = f"ablation case ({case}), {shots}-shot"
-            for ep in tqdm(main_episodes(cfg, scenario, shots), desc=f"{desc}, main task", disable=not progress):
-                defense = MatchingNetworkDefense(model, params, ep.support_x, ep.support_y)
-                sums[:, 0] += [accuracy(pred, ep.query_y) for pred in defense.predict_each(ep.query_x, grid)]
-            for ep in tqdm(backdoor_test_episodes(cfg, scenario, case, shots), desc=f"{desc}, backdoor",
-                           disable=not progress):
-                defense = MatchingNetworkDefense(model, params, ep.support_x, ep.support_y)
-                images, sizes = backdoor_batch(ep, sets, case)
-                for i, pred in enumerate(defense.predict_each(images, grid)):
-                    s = score_backdoor_predictions(pred, sizes, ep, scenario.target_class)
-                    sums[i, 1:] += [s[m] for m in BACKDOOR_METRICS]
+            for row in pmap(main_task, main_episodes(cfg, scenario, shots)):  # side by side, summed in order
+                sums[:, 0] += row
+            for rows_ in pmap(backdoor, backdoor_test_episodes(cfg, scenario, case, shots)):
+                sums[:, 1:] += rows_
             means = sums / cfg.eval.episodes
             rows += [{"shots": shots, "kernel": a.kernel, "temperature": a.temperature, "case": case, "metric": m,
                       "value": means[i, j]} for i, a in enumerate(grid) for j, m in enumerate(METRICS)]

@@ -13,6 +13,7 @@ from ..evaluation import METRICS, attention_key, attack_metrics, backdoor_test_e
 from ..functional import predict, support_buffers
 from ..meta import finetune
 from ..metrics import BACKDOOR_METRICS, accuracy, score_backdoor_episode
+from ..parallel import pmap
 from ..pipeline import attack, dampening_snapshots
 from ..results import first_below
 from ..splits import CASES
@@ -51,15 +52,24 @@ def _finetune_curve(cfg, model, params, episodes, score, columns, desc, progress
     per column) while each episode fine-tunes ``params`` for ``measure.finetune_max_steps`` steps."""
     steps = finetune_steps_scored(cfg)
     row = {step: i for i, step in enumerate(steps)}
-    sums = np.zeros((len(steps), len(columns)))
-    for ep in tqdm(episodes, desc=desc, disable=not progress):
-        def on_step(step, p, ep=ep):
+
+    def curve(ep) -> np.ndarray:
+        scores = np.zeros((len(steps), len(columns)))
+
+        def on_step(step, p):
             if step in row:
-                sums[row[step]] += score(ep, p)
+                scores[row[step]] = score(ep, p)
 
         on_step(0, params)
         finetune(model, params, ep.support_x, ep.support_y, cfg.measure.finetune_max_steps, cfg.eval.finetune_lr,
                  on_step=on_step)
+        return scores
+
+    if progress:
+        tqdm.write(f"{desc}: {len(episodes)} episodes x {cfg.measure.finetune_max_steps} steps")
+    sums = np.zeros((len(steps), len(columns)))
+    for scores in pmap(curve, episodes):  # episodes side by side, summed in order
+        sums += scores
     return pd.DataFrame(sums / len(episodes), columns=columns).assign(step=steps)
 
 
