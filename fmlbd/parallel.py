@@ -7,8 +7,8 @@ round) side by side in processes: :func:`pmap` gives exactly ``[fn(x) for x in i
 bit, whatever the number of workers. Workers are forked, so ``fn`` may be any closure (it is
 never pickled; results are), and they die with their parent.
 
-``FMLBD_WORKERS`` sets the number of worker processes (default: the cores this process may use;
-1 runs everything in the calling process).
+``FMLBD_WORKERS`` sets how many cores to use (default: the cores this process may use; 1 runs
+everything in the calling process).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def die_with_parent() -> None:
 
 
 def cpu_workers() -> int:
-    """Worker processes to use: ``FMLBD_WORKERS`` if set, else the cores available to this process."""
+    """Cores to use: ``FMLBD_WORKERS`` if set, else the cores available to this process."""
     value = os.environ.get("FMLBD_WORKERS", "").strip()
     if value:
         if not value.isdigit() or int(value) < 1:
@@ -167,10 +167,12 @@ class Pool:
 
 def pmap(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> list[R]:
     """``[fn(x) for x in items]``, computed on one torch thread in ``workers`` forked processes
-    (default :func:`cpu_workers`; items dealt round-robin, so they should cost about the same, and
-    never pickled). Runs in place when one worker suffices, inside a worker, or without fork."""
+    (default: one per item for up to twice the cores, letting the system share the cores evenly
+    among a few long items, else one per core with the items dealt round-robin; items are never
+    pickled). Runs in place when one worker suffices, inside a worker, or without fork."""
     items = list(items)
-    n = min(len(items), workers or cpu_workers())
+    cores = cpu_workers()
+    n = min(len(items), workers or (len(items) if len(items) <= 2 * cores and cores > 1 else cores))
     if n <= 1 or _in_worker or "fork" not in mp.get_all_start_methods():
         with one_thread():
             return [fn(x) for x in items]

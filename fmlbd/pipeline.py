@@ -27,6 +27,7 @@ from .cache import cache_dir, cache_key
 from .config import ConfigError, ExperimentConfig
 from .evaluation import main_task_accuracies
 from .functional import Params, all_finite
+from .parallel import pmap
 from .models import ConvNet
 from .results import atomic_torch_save, load_torch, write_json
 from .splits import Scenario
@@ -172,6 +173,12 @@ class Attacked:
         return self.state["params"]
 
 
+def attack_path(cfg: ExperimentConfig, case: str | None = None) -> Path:
+    """Cache folder of the attack on the pre-trained model of ``case`` (keyed by its folder and ``attack``)."""
+    pretrained = pretrain_path(cfg, build_scenario(cfg, case))
+    return cache_dir(cfg) / f"attack-{cache_key(cfg, 'attack', pretrain=pretrained.name)}"
+
+
 def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True) -> Attacked:
     """Pre-train (cached), then let the adversary attack once; cached like :func:`pretrain`.
 
@@ -181,7 +188,7 @@ def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True
     other clients). Cases (a) and (c) share it.
     """
     trained = pretrain(cfg, case, progress)
-    path = cache_dir(cfg) / f"attack-{cache_key(cfg, 'attack', pretrain=trained.path.name)}"
+    path = attack_path(cfg, case)
     if (path / "attacked.pt").is_file():
         saved = load_torch(path / "attacked.pt")
         return Attacked(trained, saved["before"], saved["state"], saved["round"], path)
@@ -202,12 +209,16 @@ def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True
     return attacked
 
 
+def dampening_path(cfg: ExperimentConfig, case: str) -> Path:
+    return attack_path(cfg, case) / f"dampening-{cache_key(cfg, 'measure')}.pt"
+
+
 def dampening_snapshots(cfg: ExperimentConfig, case: str, progress: bool = True) -> dict[int, Params]:
     """Global models at rounds 0, ``measure.curve_every``, ... ``measure.dampening_rounds`` after the
     attack (round 0 = right after it), from benign federated training; cached."""
     ms = cfg.measure
     att = attack(cfg, case, progress)
-    path = att.path / f"dampening-{cache_key(cfg, 'measure')}.pt"
+    path = dampening_path(cfg, case)
     if path.is_file():
         return load_torch(path)
     federation = make_federation(cfg, att.trained.model, att.after, attack_clients(cfg, att.trained.scenario, 0))
@@ -219,3 +230,30 @@ def dampening_snapshots(cfg: ExperimentConfig, case: str, progress: bool = True)
             snapshots[r] = {k: v.clone() for k, v in federation.params.items()}
     atomic_torch_save(snapshots, path)
     return snapshots
+
+
+#: the stages :func:`cache_side_by_side` runs, with the file each one caches its result in
+_CACHED_FILE = {attack: lambda cfg, case: attack_path(cfg, case) / "attacked.pt", dampening_snapshots: dampening_path}
+
+
+def cache_side_by_side(stage, jobs, progress: bool = True) -> None:
+    """Cache the result of ``stage`` (:func:`attack` or :func:`dampening_snapshots`) for every
+    ``(config, case)`` of ``jobs``, computing the missing ones side by side (one single-thread
+    process per result, :func:`~fmlbd.parallel.pmap`), so that the ``stage`` calls that follow load
+    them. Jobs that share a result (cases (a) and (c)) compute it once; missing pre-trained models
+    are trained first, here."""
+    missing = {}
+    for cfg, case in jobs:
+        missing.setdefault(_CACHED_FILE[stage](cfg, case), (cfg, case))
+    missing = {path: job for path, job in missing.items() if not path.is_file()}
+    if len(missing) <= 1:  # nothing to gain: the stage's own call computes it, with its progress bar
+        return
+    for cfg, case in missing.values():
+        if not is_pretrained(cfg, pretrain_path(cfg, build_scenario(cfg, case))):
+            pretrain(cfg, case, progress)
+    if progress:
+        tqdm.write(f"{stage.__name__}: {len(missing)} runs side by side")
+    def compute(job) -> None:  # the result stays in the cache, not sent back
+        stage(*job, progress=False)
+
+    pmap(compute, list(missing.values()))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create or reuse ./.venv, install fmlbd with its notebook and test extras, and put the
 # minimal Omniglot zips in data/omniglot (copied from ../shared/data/omniglot when present,
-# else downloaded from the upstream repository), MD5-verified either way.
+# else downloaded from the upstream repository), MD5-verified either way; the full zips are
+# copied from ../shared/data/omniglot-full when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -21,5 +22,9 @@ mkdir -p data/omniglot
 shared=../shared/data/omniglot
 for z in images_background_small1.zip images_background_small2.zip; do
   if [ ! -f "data/omniglot/$z" ] && [ -f "$shared/$z" ]; then cp "$shared/$z" data/omniglot/; fi
+done
+# the full zips (paper profile) when present: upstream's or the pixel-identical rebuild
+for z in images_background.zip images_evaluation.zip; do
+  if [ ! -f "data/omniglot/$z" ] && [ -f "$shared-full/$z" ]; then cp "$shared-full/$z" data/omniglot/; fi
 done
 .venv/bin/python -m fmlbd download omniglot --source minimal --root data

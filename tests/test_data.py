@@ -108,3 +108,18 @@ def test_mini_imagenet_missing_image_is_named(mini_imagenet_root):
     (mini_imagenet_root / "mini-imagenet" / "images" / "n0300000003.jpg").unlink()
     with pytest.raises(DatasetError, match="n0300000003.jpg"):
         load_mini_imagenet(mini_imagenet_root)
+
+
+def test_a_full_zip_is_accepted_with_upstreams_or_the_rebuilds_md5_only(tmp_path, monkeypatch):
+    from fmlbd import data
+
+    (tmp_path / "omniglot").mkdir()
+    bg, ev = tmp_path / "omniglot" / "images_background.zip", tmp_path / "omniglot" / "images_evaluation.zip"
+    make_omniglot_zip(bg, "images_background", {"Alpha": 2})
+    make_omniglot_zip(ev, "images_evaluation", {"Gamma": 2})
+    monkeypatch.setitem(data.OMNIGLOT_REBUILT_MD5, "images_background.zip", data.md5sum(bg))
+    monkeypatch.setitem(data.OMNIGLOT_REBUILT_MD5, "images_evaluation.zip", data.md5sum(ev))
+    assert omniglot_zip_paths(tmp_path, "full") == [bg, ev]
+    monkeypatch.setitem(data.OMNIGLOT_REBUILT_MD5, "images_evaluation.zip", "0" * 32)
+    with pytest.raises(DatasetError, match=f"expected {OMNIGLOT_MD5['images_evaluation.zip']} or 0000"):
+        omniglot_zip_paths(tmp_path, "full")

@@ -1,6 +1,7 @@
 """Side-by-side computation gives exactly the sequential results."""
 import os
 
+import pandas as pd
 import pytest
 import torch
 
@@ -80,3 +81,16 @@ def test_metrics_side_by_side_equal_metrics_in_one_process(omniglot_root, tmp_pa
         evaluation._main_task_memo.clear()
         scores.append(evaluation.attack_metrics(cfg, att.trained.model, att.after, att.trained.scenario, "c"))
     assert scores[0] == scores[1]
+
+
+def test_attacks_and_dampening_cached_side_by_side_equal_the_in_process_ones(omniglot_root, tmp_path, monkeypatch):
+    from fmlbd.experiments import attack as attacks, persistence
+
+    tables = []
+    for workers in ("2", "1"):
+        monkeypatch.setenv("FMLBD_WORKERS", workers)
+        cfg = smoke(omniglot_root, tmp_path / workers)
+        tables.append((attacks.attack_draws(cfg, ("a", "b"), progress=False),
+                       persistence.dampening(cfg, ("a", "b", "c"), progress=False)))
+    for side_by_side, in_process in zip(*tables):
+        pd.testing.assert_frame_equal(side_by_side, in_process)

@@ -6,11 +6,12 @@ from dataclasses import replace
 
 import pandas as pd
 
-from .. import plots
+from .. import pipeline, plots
 from ..attention import Attention
 from ..evaluation import METRICS, attention_key, attack_metrics, metric_rows
 from ..splits import CASES
-from .spec import Experiment, per_case
+from ..workers import pretrain_cases
+from .spec import Experiment, check_cases, per_case
 
 
 def one_shot_attack(cfg, cases=CASES, progress: bool = True, attention: Attention | None = None,
@@ -36,9 +37,11 @@ def attack_draws(cfg, cases=("a", "b"), progress: bool = True, attention: Attent
     (``attack.draw`` = 0, 1, ...): same pre-trained model, same other clients, a different poisoned
     training. One draw is one sample of the attack's outcome; this shows its spread.
     Tidy rows: case, draw, attack_round, metric, value."""
+    configs = [replace(cfg, attack=replace(cfg.attack, draw=draw)) for draw in range(cfg.measure.draws)]
+    pretrain_cases(cfg, cases, progress)
+    pipeline.cache_side_by_side(pipeline.attack, [(c, case) for c in configs for case in check_cases(cases)], progress)
     tables = []
-    for draw in range(cfg.measure.draws):
-        c = replace(cfg, attack=replace(cfg.attack, draw=draw))
+    for draw, c in enumerate(configs):
         table = one_shot_attack(c, cases, progress, attention, phases=("after",))
         tables.append(table.drop(columns=["phase"]).assign(draw=draw))
     return pd.concat(tables, ignore_index=True)[["case", "draw", "attack_round", "metric", "value"]]
