@@ -5,16 +5,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .plots import CASE_TITLES, save
+from .plots import CASE_TITLES, save, show_image
 
 KEYED = "tab:red"
 
 
 def _image(ax, image, title: str = "", frame: str | None = None) -> None:
-    img = image.permute(1, 2, 0).squeeze(-1).numpy()
-    ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None, vmin=0, vmax=1)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    show_image(ax, image)
     ax.set_title(title, fontsize=7)
     for side in ax.spines.values():
         side.set_color(frame or "lightgrey")

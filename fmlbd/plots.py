@@ -119,6 +119,14 @@ def draws_scatter(table: pd.DataFrame, title: str, path=None, main_floor: dict[s
     return fig
 
 
+def show_image(ax, image: torch.Tensor) -> None:
+    """Draw one image (float ``[ch, H, W]`` in [0, 1]; grey-scale with ink dark) without ticks."""
+    img = image.permute(1, 2, 0).squeeze(-1).numpy()
+    ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def image_rows(rows: dict[str, torch.Tensor], title: str, path=None, max_per_row: int = 10) -> plt.Figure:
     """A grid of images, one labelled row per entry: ``{row label: float [n, ch, H, W] in [0, 1]}``."""
     ncols = min(max_per_row, max(len(v) for v in rows.values()))
@@ -126,11 +134,8 @@ def image_rows(rows: dict[str, torch.Tensor], title: str, path=None, max_per_row
     for r, (label, images) in enumerate(rows.items()):
         for c in range(ncols):
             ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
             if c < len(images):
-                img = images[c].permute(1, 2, 0).squeeze(-1).numpy()
-                ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None, vmin=0, vmax=1)
+                show_image(ax, images[c])
             else:
                 ax.axis("off")
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
