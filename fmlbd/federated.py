@@ -126,8 +126,7 @@ class Federation:
         side when ``workers`` > 1); their random generators and states advance as if run in turn."""
         params, version = self.server.params, self.server.version
         if self.workers <= 1 or len(cids) <= 1:
-            with one_thread():
-                return [self.clients[c].local_update(self.model, params, version, self.client_rngs[c]) for c in cids]
+            return [self.clients[c].local_update(self.model, params, version, self.client_rngs[c]) for c in cids]
         if self._pool is None:
             self._pool = Pool(self._remote_update, self.workers)
             weakref.finalize(self, self._pool.close)
@@ -153,6 +152,12 @@ class Federation:
             self._pool.close()
             self._pool = None
 
+    def __enter__(self) -> "Federation":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def _start_idle_clients(self) -> None:
         cids = sorted(self.idle)
         for cid, result in zip(cids, self._local_updates(cids)):
@@ -164,7 +169,12 @@ class Federation:
             self.idle.discard(cid)
 
     def step(self) -> RoundRecord:
-        """Run the simulation until the next aggregation; return its record."""
+        """Run the simulation until the next aggregation; return its record (computed on one torch
+        thread, so it does not depend on the core count)."""
+        with one_thread():
+            return self._step()
+
+    def _step(self) -> RoundRecord:
         self._start_idle_clients()
         while True:
             if not self.in_flight:

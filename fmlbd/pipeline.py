@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from .builders import attack_clients, benign_clients, build_model, build_scenario, initial_params, make_federation, \
@@ -27,8 +26,8 @@ from .cache import cache_dir, cache_key
 from .config import ConfigError, ExperimentConfig
 from .evaluation import main_task_accuracies
 from .functional import Params, all_finite
-from .parallel import pmap
 from .models import ConvNet
+from .parallel import pmap
 from .results import atomic_torch_save, load_torch, write_json
 from .splits import Scenario
 from .streams import stream
@@ -127,8 +126,6 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
 
     rounds = cfg.federation.rounds
     log_every, log_episodes = cfg.eval.log_every, cfg.eval.log_episodes
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     start = time.perf_counter()
     bar = tqdm(total=rounds, initial=federation.version, disable=not progress, unit="round", position=position,
                desc=f"pretrain [{cfg.profile}] case ({case or cfg.case})")
@@ -151,7 +148,7 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
                                    "elapsed": elapsed + time.perf_counter() - start}, checkpoint)
     finally:
         bar.close()
-        torch.set_num_threads(threads)
+        federation.close()
     spent = time.perf_counter() - start
     atomic_torch_save({"state": federation.state_dict(), "log": rows, "trace": fingerprint}, final)
     checkpoint.unlink(missing_ok=True)
@@ -192,16 +189,16 @@ def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True
     if (path / "attacked.pt").is_file():
         saved = load_torch(path / "attacked.pt")
         return Attacked(trained, saved["before"], saved["state"], saved["round"], path)
-    federation = make_federation(cfg, trained.model, trained.params,
-                                 attack_clients(cfg, trained.scenario, cfg.federation.rounds))
-    federation.load_state_dict(trained.state)
-    if cfg.attack.draw:
-        federation.reseed_client(0, stream("adversary_draw", cfg.seed, cfg.attack.draw))
-    while True:
-        before = {k: v.clone() for k, v in federation.params.items()}
-        record = federation.step()
-        if record.poisoned:
-            break
+    with make_federation(cfg, trained.model, trained.params,
+                         attack_clients(cfg, trained.scenario, cfg.federation.rounds)) as federation:
+        federation.load_state_dict(trained.state)
+        if cfg.attack.draw:
+            federation.reseed_client(0, stream("adversary_draw", cfg.seed, cfg.attack.draw))
+        while True:
+            before = {k: v.clone() for k, v in federation.params.items()}
+            record = federation.step()
+            if record.poisoned:
+                break
     attacked = Attacked(trained, before, federation.state_dict(), record.round, path)
     atomic_torch_save({"before": before, "state": attacked.state, "round": record.round}, path / "attacked.pt")
     write_json({"config": cfg.to_dict(), "attack_round": record.round, "clients": record.clients,
@@ -221,13 +218,13 @@ def dampening_snapshots(cfg: ExperimentConfig, case: str, progress: bool = True)
     path = dampening_path(cfg, case)
     if path.is_file():
         return load_torch(path)
-    federation = make_federation(cfg, att.trained.model, att.after, attack_clients(cfg, att.trained.scenario, 0))
-    federation.load_state_dict(att.state)
     snapshots = {0: att.after}
-    for r in tqdm(range(1, ms.dampening_rounds + 1), desc=f"dampening case ({case})", disable=not progress):
-        federation.step()
-        if r % ms.curve_every == 0 or r == ms.dampening_rounds:
-            snapshots[r] = {k: v.clone() for k, v in federation.params.items()}
+    with make_federation(cfg, att.trained.model, att.after, attack_clients(cfg, att.trained.scenario, 0)) as federation:
+        federation.load_state_dict(att.state)
+        for r in tqdm(range(1, ms.dampening_rounds + 1), desc=f"dampening case ({case})", disable=not progress):
+            federation.step()
+            if r % ms.curve_every == 0 or r == ms.dampening_rounds:
+                snapshots[r] = {k: v.clone() for k, v in federation.params.items()}
     atomic_torch_save(snapshots, path)
     return snapshots
 

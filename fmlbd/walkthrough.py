@@ -101,6 +101,7 @@ def attack_timeline(cfg: ExperimentConfig, trained: Trained, after_rounds: int =
                          "poisoned": u.poisoned, "norm": float(delta.norm()), "cosine": cosine})
         if record.poisoned:
             attack_round = record.round
+    federation.close()
     return pd.DataFrame(rows)
 
 

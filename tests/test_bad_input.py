@@ -2,12 +2,10 @@
 computed is lost or read back half-written."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,7 @@ from fmlbd.experiments.attack import one_shot_attack
 from fmlbd.federated import Federation
 from fmlbd.functional import get_params
 from fmlbd.models import ConvNet
-from fmlbd.results import atomic_write, load_table, save_table
+from fmlbd.results import atomic_write, load_table
 
 # (command line after "--profile smoke --data-root ... --results-dir ...", text the one-line error must hold)
 CLI_PROBES = [

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import fmlbd.defense as defense_module
-from fmlbd import builders, evaluation, metrics, pipeline, workers
-from fmlbd.experiments import attack as attacks, defense as defenses, persistence
+from fmlbd import pipeline
+from fmlbd.experiments import attack as attacks, defense as defenses
 from fmlbd.config import ConfigError
 from fmlbd.attention import Attention
 from fmlbd.defense import MatchingNetworkDefense

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 import torch
 
-from fmlbd import builders, evaluation, metrics, pipeline, registry, workers
-from fmlbd.experiments import attack as attacks, defense as defenses, persistence
+from fmlbd import evaluation, metrics, pipeline, registry, workers
+from fmlbd.experiments import attack as attacks, persistence
 from fmlbd.config import ConfigError, load_config
 from fmlbd.federated import Federation
 
