@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .aggregation import Mean, flatten, unflatten
 from .meta import Params, local_meta_train
 from .parallel import Pool, one_thread
 
@@ -45,6 +46,7 @@ class RoundRecord:
     clients: tuple[int, ...]
     staleness: tuple[int, ...]   # round - 1 - base_version of each aggregated update
     poisoned: bool           # a poisoned update was aggregated
+    weights: tuple[float, ...] = ()  # how much each update counted in the step (1/n each for the mean)
 
 
 class Client(Protocol):
@@ -57,14 +59,16 @@ class Client(Protocol):
 
 
 class Server:
-    """Holds the global model; aggregates the mean delta of every ``buffer_size`` arrivals."""
+    """Holds the global model; every ``buffer_size`` arrivals, applies ``server_lr`` times the step
+    that ``aggregation`` makes of them (:mod:`fmlbd.aggregation`; default the plain mean)."""
 
-    def __init__(self, params: Params, buffer_size: int, server_lr: float):
+    def __init__(self, params: Params, buffer_size: int, server_lr: float, aggregation=None):
         if buffer_size < 1:
             raise ValueError("buffer_size must be >= 1")
         self.params = {k: v.clone() for k, v in params.items()}
         self.buffer_size = buffer_size
         self.server_lr = server_lr
+        self.aggregation = aggregation if aggregation is not None else Mean()
         self.version = 0
         self.buffer: list[Update] = []
 
@@ -74,15 +78,16 @@ class Server:
         if len(self.buffer) < self.buffer_size:
             return None
         batch, self.buffer = self.buffer, []
-        for name, value in self.params.items():
-            mean_delta = torch.stack([u.delta[name] for u in batch]).mean(0)
-            self.params[name] = value + self.server_lr * mean_delta
+        step, weights = self.aggregation(flatten([u.delta for u in batch]))
+        for name, delta in unflatten(step, self.params).items():
+            self.params[name] = self.params[name] + self.server_lr * delta
         record = RoundRecord(
             round=self.version + 1,
             time=now,
             clients=tuple(u.client for u in batch),
             staleness=tuple(self.version - u.base_version for u in batch),
             poisoned=any(u.poisoned for u in batch),
+            weights=tuple(weights.tolist()),
         )
         self.version += 1
         return record
@@ -97,12 +102,12 @@ class Federation:
     """
 
     def __init__(self, model: nn.Module, params: Params, clients: list[Client], buffer_size: int,
-                 server_lr: float, delay_spread: float, seed: int, workers: int = 1):
+                 server_lr: float, delay_spread: float, seed: int, workers: int = 1, aggregation=None):
         if buffer_size > len(clients):
             raise ValueError(f"buffer_size {buffer_size} exceeds the {len(clients)} clients: the server would wait forever")
         self.model = model
         self.clients = clients
-        self.server = Server(params, buffer_size, server_lr)
+        self.server = Server(params, buffer_size, server_lr, aggregation)
         self.delay_spread = delay_spread
         seeds = np.random.SeedSequence(seed).spawn(len(clients) + 1)
         self.delay_rng = np.random.default_rng(seeds[0])
@@ -203,6 +208,7 @@ class Federation:
             "delay_rng": self.delay_rng.bit_generator.state,
             "client_rngs": [r.bit_generator.state for r in self.client_rngs],
             "clients": [getattr(c, "state_dict", dict)() for c in self.clients],
+            "aggregation": getattr(self.server.aggregation, "state_dict", dict)(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -220,6 +226,8 @@ class Federation:
         for client, s in zip(self.clients, state["clients"]):
             if hasattr(client, "load_state_dict"):
                 client.load_state_dict(s)
+        if state.get("aggregation") and hasattr(self.server.aggregation, "load_state_dict"):
+            self.server.aggregation.load_state_dict(state["aggregation"])
 
 
 def _state(client: Client) -> dict | None:

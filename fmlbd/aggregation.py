@@ -1,0 +1,159 @@
+"""Server-side aggregation rules: one step of the global model from the updates of a round.
+
+A rule sees the round's updates as a matrix ``[n, D]`` (row i: client i's delta, flattened, in
+arrival order; stale updates included) and returns ``(step [D], weights [n])``: the aggregated
+delta and how much each update counted in it (``1/n`` each for the mean, 0 for a dropped update,
+a clipped update's scale / n). The server applies ``global += server_lr * step``.
+
+Every rule here reads each client's whole update in the clear; what it computes from it is stated
+in its docstring. That is the privacy cost that a local defense (:mod:`fmlbd.defense`) avoids.
+Rules with memory (a window of recent norms, a noise generator) keep it in ``state_dict()``, so a
+resumed federation aggregates as an uninterrupted one. :data:`AGGREGATIONS` names them all.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .functional import Params
+
+Step = tuple[torch.Tensor, torch.Tensor]
+
+
+def flatten(deltas: list[Params]) -> torch.Tensor:
+    """``[n, D]``: each delta's tensors, in the first delta's key order, as one row."""
+    keys = list(deltas[0])
+    return torch.stack([torch.cat([d[k].reshape(-1) for k in keys]) for d in deltas])
+
+
+def unflatten(vector: torch.Tensor, like: Params) -> Params:
+    """``vector [D]`` cut back into tensors shaped as ``like``'s (same key order as :func:`flatten`)."""
+    out, start = {}, 0
+    for k, v in like.items():
+        out[k] = vector[start:start + v.numel()].view_as(v)
+        start += v.numel()
+    return out
+
+
+class Mean:
+    """The plain mean (the protocol's server). Needs: each update's values."""
+
+    def __call__(self, updates: torch.Tensor) -> Step:
+        n = len(updates)
+        return updates.mean(0), torch.full((n,), 1.0 / n)
+
+
+@dataclass
+class NormClip:
+    """Each update scaled to an L2 norm of at most ``bound``, then the mean. ``bound=None``: the
+    median norm of the last ``window`` updates received (this round's included), so the bound
+    follows the benign updates' size. Needs: each update's values and norm."""
+
+    bound: float | None = None
+    window: int = 30
+    recent: list[float] = field(default_factory=list)
+
+    def __call__(self, updates: torch.Tensor) -> Step:
+        norms = updates.norm(dim=1)
+        self.recent = (self.recent + norms.tolist())[-self.window:]
+        bound = self.bound if self.bound is not None else float(torch.tensor(self.recent).median())
+        scale = torch.clamp(bound / norms.clamp_min(1e-12), max=1.0)
+        return (updates * scale[:, None]).mean(0), scale / len(updates)
+
+    def state_dict(self) -> dict:
+        return {"recent": list(self.recent)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.recent = list(state["recent"])
+
+
+class Median:
+    """Coordinate-wise median (the lower one for an even count). Needs: each update's values,
+    coordinate by coordinate; the weights report 1/n (no update is dropped as a whole)."""
+
+    def __call__(self, updates: torch.Tensor) -> Step:
+        n = len(updates)
+        return updates.median(0).values, torch.full((n,), 1.0 / n)
+
+
+@dataclass
+class TrimmedMean:
+    """Coordinate-wise mean after dropping the ``trim`` largest and ``trim`` smallest values of each
+    coordinate (needs more than ``2 * trim`` updates; with 3 updates and trim 1 it is the median).
+    Needs: each update's values, coordinate by coordinate."""
+
+    trim: int = 1
+
+    def __call__(self, updates: torch.Tensor) -> Step:
+        n = len(updates)
+        if n <= 2 * self.trim:
+            raise ValueError(f"trimmed mean drops {self.trim} updates at each end and needs more than "
+                             f"{2 * self.trim}; the round has {n}")
+        kept = updates.sort(0).values[self.trim:n - self.trim]
+        return kept.mean(0), torch.full((n,), 1.0 / n)
+
+
+@dataclass
+class MultiKrum:
+    """Multi-Krum (Blanchard et al. 2017): each update scored by the summed squared distances to
+    its ``n - byzantine - 2`` nearest other updates (at least 1), the ``keep`` best-scored ones
+    averaged (``None``: ``n - byzantine``). Needs: every pair of updates' distance."""
+
+    byzantine: int = 1
+    keep: int | None = None
+
+    def __call__(self, updates: torch.Tensor) -> Step:
+        n = len(updates)
+        neighbours = max(1, n - self.byzantine - 2)
+        distances = torch.cdist(updates[None], updates[None])[0] ** 2
+        distances.fill_diagonal_(float("inf"))
+        scores = distances.sort(1).values[:, :neighbours].sum(1)
+        keep = self.keep if self.keep is not None else max(1, n - self.byzantine)
+        chosen = scores.argsort()[:keep]
+        weights = torch.zeros(n)
+        weights[chosen] = 1.0 / keep
+        return weights @ updates, weights
+
+
+@dataclass
+class Flame:
+    """In the spirit of FLAME (Nguyen et al. 2022), for a handful of updates: keep the majority of
+    updates that are closest in direction (the ``n // 2 + 1`` whose median cosine distance to the
+    others is smallest, ties kept), clip the kept ones to the median norm of all updates, average,
+    and add Gaussian noise of standard deviation ``noise`` x that norm (seeded). Needs: every pair of
+    updates' cosine, each update's norm and values."""
+
+    noise: float = 0.0
+    seed: int = 0
+    generator: torch.Generator = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def __call__(self, updates: torch.Tensor) -> Step:
+        n = len(updates)
+        norms = updates.norm(dim=1)
+        unit = updates / norms.clamp_min(1e-12)[:, None]
+        distance = 1 - unit @ unit.T
+        spread = distance.masked_fill(torch.eye(n, dtype=torch.bool), float("nan")).nanmedian(1).values \
+            if n > 1 else torch.zeros(1)
+        kept = spread <= spread.sort().values[n // 2]  # a majority: at least n // 2 + 1 updates
+        bound = float(norms.median())
+        scale = torch.where(kept, torch.clamp(bound / norms.clamp_min(1e-12), max=1.0), 0.0)
+        weights = scale / int(kept.sum())
+        step = weights @ updates
+        if self.noise > 0:
+            step = step + self.noise * bound * torch.randn(step.shape, generator=self.generator)
+        return step, weights
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+#: name -> rule class (built with its settings: ``AGGREGATIONS[name](**settings)``)
+AGGREGATIONS = {"mean": Mean, "norm_clip": NormClip, "median": Median, "trimmed_mean": TrimmedMean,
+                "multi_krum": MultiKrum, "flame": Flame}

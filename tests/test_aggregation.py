@@ -1,0 +1,93 @@
+"""Server-side aggregation rules on hand-made updates, and a federation that resumes with one."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fmlbd.aggregation import AGGREGATIONS, Flame, Mean, Median, MultiKrum, NormClip, TrimmedMean, flatten, unflatten
+from fmlbd.federated import Federation
+
+
+def benign_and_boosted(boost: float = 10.0) -> torch.Tensor:
+    """Rows: three similar benign updates and one boosted update in another direction."""
+    torch.manual_seed(0)
+    base = torch.randn(50)
+    benign = [base + 0.1 * torch.randn(50) for _ in range(3)]
+    return torch.stack(benign + [boost * torch.randn(50)])
+
+
+def test_mean_of_flattened_deltas_is_the_per_tensor_mean_bit_for_bit():
+    torch.manual_seed(1)
+    deltas = [{"a": torch.randn(4, 3), "b": torch.randn(7)} for _ in range(3)]
+    step, weights = Mean()(flatten(deltas))
+    per_tensor = {k: torch.stack([d[k] for d in deltas]).mean(0) for k in deltas[0]}
+    assert all(torch.equal(unflatten(step, deltas[0])[k], per_tensor[k]) for k in per_tensor)
+    assert torch.allclose(weights, torch.full((3,), 1 / 3))
+
+
+def test_norm_clipping_shrinks_the_boosted_update_to_the_bound():
+    updates = benign_and_boosted()
+    step, weights = NormClip(bound=1.0)(updates)
+    clipped = updates * weights[:, None] * len(updates)
+    assert torch.all(clipped.norm(dim=1) <= 1.0 + 1e-5)
+    assert weights[3] < weights[:3].min()
+    rule = NormClip(window=4)  # bound: the median norm of the recent updates
+    rule(updates)
+    assert rule.recent == pytest.approx(updates.norm(dim=1).tolist())
+
+
+def test_median_and_trimmed_mean_ignore_one_extreme_value_per_coordinate():
+    updates = torch.tensor([[0.0, 1.0], [1.0, 2.0], [100.0, -100.0]])
+    assert torch.equal(Median()(updates)[0], torch.tensor([1.0, 1.0]))
+    assert torch.equal(TrimmedMean(1)(updates)[0], torch.tensor([1.0, 1.0]))
+    with pytest.raises(ValueError, match="needs more than 2"):
+        TrimmedMean(1)(updates[:2])
+
+
+def test_multi_krum_and_flame_drop_the_update_unlike_the_others():
+    updates = benign_and_boosted()
+    for rule in (MultiKrum(byzantine=1), Flame()):
+        step, weights = rule(updates)
+        assert weights[3] == 0 and bool((weights[:3] > 0).all()), type(rule).__name__
+        assert step.norm() < updates[3].norm() / 5
+
+
+def test_flame_noise_is_seeded_and_resumes_from_its_state():
+    updates = benign_and_boosted()
+    a, b = Flame(noise=0.01, seed=3), Flame(noise=0.01, seed=3)
+    first = a(updates)[0]
+    assert torch.equal(first, b(updates)[0])
+    state = a.state_dict()
+    again = a(updates)[0]
+    b.load_state_dict(state)
+    assert torch.equal(again, b(updates)[0]) and not torch.equal(first, again)
+
+
+class ScaledClient:
+    """Uploads a seeded random delta; client 0's is ten times larger."""
+
+    def __init__(self, cid):
+        self.cid = cid
+
+    def local_update(self, model, params, version, rng):
+        scale = 10.0 if self.cid == 0 else 1.0
+        return {k: torch.from_numpy(scale * rng.standard_normal(v.shape).astype(np.float32)) for k, v in params.items()}, False
+
+
+@pytest.mark.parametrize("name", sorted(AGGREGATIONS))
+def test_a_federation_aggregating_with_any_rule_resumes_to_the_same_model(name):
+    def federation():
+        return Federation(nn.Identity(), {"w": torch.zeros(20)}, [ScaledClient(i) for i in range(4)], 3, 1.0, 0.5, 0,
+                          aggregation=AGGREGATIONS[name](**({"noise": 0.1} if name == "flame" else {})))
+
+    straight = federation()
+    records = [straight.step() for _ in range(6)]
+    resumed = federation()
+    for _ in range(3):
+        resumed.step()
+    state = resumed.state_dict()
+    resumed = federation()
+    resumed.load_state_dict(state)
+    assert [resumed.step() for _ in range(3)] == records[3:]
+    assert torch.equal(resumed.params["w"], straight.params["w"])
+    assert all(len(r.weights) == 3 for r in records)
