@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .aggregation import AGGREGATIONS
 from .attention import Attention
 from .backdoor import AttackSets, BackdoorKey, make_attack_sets, poisoned_episode
 from .config import ExperimentConfig
@@ -77,7 +78,16 @@ def make_federation(cfg: ExperimentConfig, model, params: Params, clients, worke
     (default :func:`~fmlbd.parallel.round_workers`; the result does not depend on it)."""
     f = cfg.federation
     return Federation(model, params, clients, f.buffer_size, f.server_lr, f.delay_spread, cfg.seed,
-                      round_workers(len(clients)) if workers is None else workers)
+                      round_workers(len(clients)) if workers is None else workers, aggregation_rule(cfg))
+
+
+def aggregation_rule(cfg: ExperimentConfig):
+    """The server's aggregation rule of ``cfg.federation`` (:data:`fmlbd.aggregation.AGGREGATIONS`)."""
+    f = cfg.federation
+    settings = {"norm_clip": {"bound": f.clip_norm, "window": f.clip_window}, "trimmed_mean": {"trim": f.trim},
+                "multi_krum": {"byzantine": f.krum_byzantine},
+                "flame": {"noise": f.flame_noise, "seed": cfg.seed}}.get(f.aggregation, {})
+    return AGGREGATIONS[f.aggregation](**settings)
 
 
 def backdoor_key(cfg: ExperimentConfig) -> BackdoorKey:

@@ -61,6 +61,8 @@ KERNELS = ("softmax", "class_max", "topk")                  #: attention kernels
 ALGORITHMS = ("reptile", "fomaml", "matching")              #: meta-updates (fmlbd.meta.META_STEPS)
 OMNIGLOT_SOURCES = ("minimal", "full")                      #: Omniglot zip sets (fmlbd.data)
 CASES = ("a", "b", "c")                                     #: evaluation cases (PROTOCOL.md)
+#: server-side aggregation rules (fmlbd.aggregation.AGGREGATIONS)
+AGGREGATION_RULES = ("mean", "norm_clip", "median", "trimmed_mean", "multi_krum", "flame")
 
 RULES: dict[str, Rule] = {
     "profile": text, "seed": count(0), "results_dir": text, "case": choice(*CASES), "shipped_models": flag,
@@ -74,7 +76,9 @@ RULES: dict[str, Rule] = {
     "meta.meta_lr": number(), "meta.local_iterations": count(1), "meta.matching_temperature": number(),
     "federation.clients": count(1), "federation.buffer_size": count(1), "federation.server_lr": number(),
     "federation.rounds": count(1), "federation.delay_spread": number(strict=False),
-    "federation.checkpoint_every": count(1),
+    "federation.checkpoint_every": count(1), "federation.aggregation": choice(*AGGREGATION_RULES),
+    "federation.clip_norm": optional(number()), "federation.clip_window": count(1), "federation.trim": count(1),
+    "federation.krum_byzantine": count(0), "federation.flame_noise": number(strict=False),
     "eval.ways": count(2), "eval.shots": count(1), "eval.queries": count(1), "eval.episodes": count(1),
     "eval.log_every": count(1), "eval.log_episodes": count(1), "eval.finetune_steps": count(0),
     "eval.finetune_lr": number(),
@@ -133,6 +137,9 @@ def check_experiment(cfg) -> str | None:
     if f.buffer_size > f.clients:
         return (f"federation.buffer_size={f.buffer_size} exceeds federation.clients={f.clients}: the server would "
                 f"wait forever; use 1..{f.clients}")
+    if f.aggregation == "trimmed_mean" and f.buffer_size <= 2 * f.trim:
+        return (f"federation.trim={f.trim} drops {2 * f.trim} of the {f.buffer_size} updates of a round "
+                f"(federation.buffer_size): use trim <= {(f.buffer_size - 1) // 2}")
     if a.target_label is not None and a.target_label >= min(m.ways, e.ways):
         return f"attack.target_label={a.target_label} must be a label of a {min(m.ways, e.ways)}-way episode (0..{min(m.ways, e.ways) - 1})"
     problem = key_problem(a.key_row, a.key_col, key_extent(a.key_pattern, a.key_size, a.key_gap), d.image_size,

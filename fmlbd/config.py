@@ -74,6 +74,12 @@ class FederationConfig(_Section):
     rounds: int = 1500                          #: benign (pre-attack) aggregation rounds
     delay_spread: float = 0.5                   #: client time per update = 1 + Exp(delay_spread)
     checkpoint_every: int = 100                 #: rounds between training checkpoints
+    aggregation: str = "mean"                   #: server rule (fmlbd.aggregation); the next 5 are read by theirs
+    clip_norm: Optional[float] = None           #: norm_clip bound (None = median norm of recent updates)
+    clip_window: int = 30                       #: norm_clip: updates whose median norm is the bound
+    trim: int = 1                               #: trimmed_mean: updates dropped at each end, per coordinate
+    krum_byzantine: int = 1                     #: multi_krum: updates assumed malicious per round
+    flame_noise: float = 0.0                    #: flame: noise standard deviation, in units of the clip norm
 
 
 @dataclass(frozen=True)
@@ -157,9 +163,7 @@ class ExperimentConfig:
     seed: int = 0
     results_dir: str = "results"
     case: str = "a"                             #: evaluation case "a", "b" or "c" (PROTOCOL.md)
-    #: use a pre-trained model shipped with fmlbd (``fmlbd/pretrained/``) when its cache key matches;
-    #: false trains every missing model from scratch (``reproduce --retrain``)
-    shipped_models: bool = True
+    shipped_models: bool = True                 #: use fmlbd/pretrained/ models whose key matches (false: --retrain)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)

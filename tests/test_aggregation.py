@@ -91,3 +91,20 @@ def test_a_federation_aggregating_with_any_rule_resumes_to_the_same_model(name):
     assert [resumed.step() for _ in range(3)] == records[3:]
     assert torch.equal(resumed.params["w"], straight.params["w"])
     assert all(len(r.weights) == 3 for r in records)
+
+
+def test_the_registry_and_the_config_rules_name_the_same_aggregations():
+    from fmlbd.checks import AGGREGATION_RULES
+
+    assert tuple(AGGREGATIONS) == AGGREGATION_RULES
+
+
+def test_the_config_builds_the_rule_it_names_and_rejects_a_trim_too_large():
+    from fmlbd.builders import aggregation_rule
+    from fmlbd.config import ConfigError, load_config
+
+    rule = aggregation_rule(load_config("quick", {"federation.aggregation": "norm_clip", "federation.clip_norm": 2.0}))
+    assert isinstance(rule, NormClip) and rule.bound == 2.0
+    assert isinstance(aggregation_rule(load_config("quick")), Mean)
+    with pytest.raises(ConfigError, match="federation.trim=2 drops 4 of the 3 updates"):
+        load_config("quick", {"federation.aggregation": "trimmed_mean", "federation.trim": 2})
