@@ -5,14 +5,15 @@ arrival order; stale updates included) and returns ``(step [D], weights [n])``: 
 delta and how much each update counted in it (``1/n`` each for the mean, 0 for a dropped update,
 a clipped update's scale / n). The server applies ``global += server_lr * step``.
 
-Every rule here reads each client's whole update in the clear; what it computes from it is stated
-in its docstring. That is the privacy cost that a local defense (:mod:`fmlbd.defense`) avoids.
+Every rule here reads each client's whole update in the clear; its ``sees`` attribute says what
+it computes from. That is the privacy cost that a local defense (:mod:`fmlbd.defense`) avoids.
 Rules with memory (a window of recent norms, a noise generator) keep it in ``state_dict()``, so a
 resumed federation aggregates as an uninterrupted one. :data:`AGGREGATIONS` names them all.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -37,7 +38,9 @@ def unflatten(vector: torch.Tensor, like: Params) -> Params:
 
 
 class Mean:
-    """The plain mean (the protocol's server). Needs: each update's values."""
+    """The plain mean (the protocol's server)."""
+
+    sees = "each update's values"
 
     def __call__(self, updates: torch.Tensor) -> Step:
         n = len(updates)
@@ -48,8 +51,9 @@ class Mean:
 class NormClip:
     """Each update scaled to an L2 norm of at most ``bound``, then the mean. ``bound=None``: the
     median norm of the last ``window`` updates received (this round's included), so the bound
-    follows the benign updates' size. Needs: each update's values and norm."""
+    follows the benign updates' size."""
 
+    sees: ClassVar[str] = "each update's values and norm"
     bound: float | None = None
     window: int = 30
     recent: list[float] = field(default_factory=list)
@@ -69,8 +73,10 @@ class NormClip:
 
 
 class Median:
-    """Coordinate-wise median (the lower one for an even count). Needs: each update's values,
-    coordinate by coordinate; the weights report 1/n (no update is dropped as a whole)."""
+    """Coordinate-wise median (the lower one for an even count); the weights report 1/n (no update is
+    dropped as a whole)."""
+
+    sees = "each update's values, coordinate by coordinate"
 
     def __call__(self, updates: torch.Tensor) -> Step:
         n = len(updates)
@@ -80,8 +86,9 @@ class Median:
 @dataclass
 class TrimmedMean:
     """Coordinate-wise mean after dropping the ``trim`` largest and ``trim`` smallest values of each
-    coordinate (needs more than ``2 * trim`` updates; with 3 updates and trim 1 it is the median).
-    Needs: each update's values, coordinate by coordinate."""
+    coordinate (needs more than ``2 * trim`` updates; with 3 updates and trim 1 it is the median)."""
+
+    sees: ClassVar[str] = "each update's values, coordinate by coordinate"
 
     trim: int = 1
 
@@ -98,7 +105,9 @@ class TrimmedMean:
 class MultiKrum:
     """Multi-Krum (Blanchard et al. 2017): each update scored by the summed squared distances to
     its ``n - byzantine - 2`` nearest other updates (at least 1), the ``keep`` best-scored ones
-    averaged (``None``: ``n - byzantine``). Needs: every pair of updates' distance."""
+    averaged (``None``: ``n - byzantine``)."""
+
+    sees: ClassVar[str] = "every pair of updates' distance, each update's values"
 
     byzantine: int = 1
     keep: int | None = None
@@ -121,8 +130,9 @@ class Flame:
     """In the spirit of FLAME (Nguyen et al. 2022), for a handful of updates: keep the majority of
     updates that are closest in direction (the ``n // 2 + 1`` whose median cosine distance to the
     others is smallest, ties kept), clip the kept ones to the median norm of all updates, average,
-    and add Gaussian noise of standard deviation ``noise`` x that norm (seeded). Needs: every pair of
-    updates' cosine, each update's norm and values."""
+    and add Gaussian noise of standard deviation ``noise`` x that norm (seeded)."""
+
+    sees: ClassVar[str] = "every pair of updates' cosine, each update's norm and values"
 
     noise: float = 0.0
     seed: int = 0

@@ -15,7 +15,7 @@ from .episodes import check_episode_request, sample_episode
 from .federated import BenignClient, Federation, MaliciousClient
 from .functional import Params, get_params, zero_head
 from .models import ConvNet
-from .parallel import round_workers
+from .parallel import workers_for
 from .splits import Scenario, make_scenario
 from .streams import seed_model_init
 
@@ -75,10 +75,10 @@ def benign_clients(cfg: ExperimentConfig, scenario: Scenario) -> list[BenignClie
 
 def make_federation(cfg: ExperimentConfig, model, params: Params, clients, workers: int | None = None) -> Federation:
     """The federation of ``cfg``; a round's clients train side by side in ``workers`` processes
-    (default :func:`~fmlbd.parallel.round_workers`; the result does not depend on it)."""
+    (default :func:`~fmlbd.parallel.workers_for`; the result does not depend on it)."""
     f = cfg.federation
     return Federation(model, params, clients, f.buffer_size, f.server_lr, f.delay_spread, cfg.seed,
-                      round_workers(len(clients)) if workers is None else workers, aggregation_rule(cfg))
+                      workers_for(len(clients)) if workers is None else workers, aggregation_rule(cfg))
 
 
 def aggregation_rule(cfg: ExperimentConfig):
@@ -112,12 +112,14 @@ def poisoned_sampler(cfg: ExperimentConfig, scenario: Scenario):
 
 
 def attack_clients(cfg: ExperimentConfig, scenario: Scenario, attack_version: int) -> list:
-    """Benign clients with client 0 replaced by the one-shot adversary."""
+    """Benign clients with client 0 replaced by the adversary of ``cfg.attack`` (the protocol's: one
+    boosted poisoned update; see :class:`~fmlbd.federated.MaliciousClient` for the adaptive ones)."""
     a = cfg.attack
     clients = benign_clients(cfg, scenario)
     boost = a.boost if a.boost is not None else float(cfg.federation.buffer_size)
     clients[0] = MaliciousClient(clients[0], poisoned_sampler(cfg, scenario), cfg.meta, a.attack_iterations, boost,
-                                 attack_version, a.after_attack)
+                                 attack_version, a.after_attack, a.poison_rounds, a.norm_cap, a.disguise_z,
+                                 a.benign_samples)
     return clients
 
 

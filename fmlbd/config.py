@@ -106,20 +106,21 @@ class AttackConfig(_Section):
     key_size: int = 2                           #: dot / patch side in pixels
     key_gap: int = 2                            #: pixels between dots
     key_value: float = 1.0                      #: key intensity in [0, 1] (1 = ink on Omniglot)
-    #: label of the target class in the adversary's episodes and in the backdoor evaluation
-    #: episodes (None = a random label, like every class; an int lets the backdoor live in the
-    #: decision layer when the head is not zeroed: see notebook 05)
+    #: target's label in the adversary's and the backdoor evaluation episodes (None = random, like every
+    #: class; an int lets the backdoor live in the decision layer when the head is not zeroed: notebook 05)
     target_label: Optional[int] = None
     poison_per_episode: int = 5                 #: keyed images labelled target added to support and to query
-    #: keyed images in the adversary's support sets too (false: queries only, an adaptive attack on
-    #: the matching-network defense; Reptile trains on support and queries alike, so then sees half as many)
+    #: keyed images in the adversary's support sets too (false: queries only, an adaptive attack on the
+    #: matching-network defense; Reptile trains on support and queries alike, so it sees half as many)
     poison_support: bool = True
     attack_iterations: int = 50                 #: meta-steps of the adversary's poisoned local training
-    #: the adversary's random draw for its poisoned training (episodes, minibatches): 0 = its own seeded
-    #: stream of the federation; n > 0 reseeds it, the pre-trained model and every other client unchanged
-    draw: int = 0
+    draw: int = 0                               #: adversary's random draw: 0 its own stream, n > 0 another (all else same)
     boost: Optional[float] = None               #: update multiplier; None = federation.buffer_size
-    after_attack: str = "benign"                #: adversary after its one shot: "benign" or "silent"
+    after_attack: str = "benign"                #: adversary after its attack: "benign" or "silent"
+    poison_rounds: int = 1                      #: consecutive poisoned updates (attack_iterations meta-steps each)
+    norm_cap: Optional[float] = None            #: norm <= this x median norm of own benign updates (fmlbd.evasion)
+    disguise_z: Optional[float] = None          #: coordinates within z std of own benign updates' mean
+    benign_samples: int = 3                     #: benign updates computed for norm_cap / disguise_z
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class MeasureConfig(_Section):
 
     prefix: ClassVar[str] = "measure"
     draws: int = 5                              #: adversary draws (``attack.draw`` = 0..n-1) of the draws experiments
+    rule_draws: int = 3                         #: adversary draws per server rule x attack (notebook 06)
     dampening_rounds: int = 100                 #: benign rounds after the attack (federated dampening)
     curve_every: int = 10                       #: rounds between dampening evaluations
     curve_episodes: int = 30                    #: episodes per point of the dampening / fine-tuning curves
@@ -139,14 +141,12 @@ class MeasureConfig(_Section):
 @dataclass(frozen=True)
 class DefenseConfig(_Section):
     prefix: ClassVar[str] = "defense"
-    #: what the defended federation shares: "features" = every client (the adversary too) trains a
-    #: feature extractor with the matching-network objective and no decision layer exists (the
-    #: paper's defense); "head" = the undefended federation's classifier, whose head the local
-    #: matching network merely ignores at meta-test
+    #: what the defended federation shares: "features" = every client (the adversary too) trains a feature
+    #: extractor with the matching objective, no decision layer exists (the paper's defense); "head" = the
+    #: undefended federation's classifier, whose head the local matching network ignores at meta-test
     shared_model: str = "features"
     train_inner_steps: int = 1                  #: matching-objective SGD steps per episode ("features")
-    #: support images per class in the defended federation's training episodes (matching networks
-    #: train best at the meta-test shot count)
+    #: support images per class in the defended federation's episodes (best at the meta-test shot count)
     train_shots: int = 1
     kernel: str = "softmax"                     #: attention kernel: "softmax", "class_max" or "topk"
     temperature: float = 0.1                    #: softmax temperature on cosine similarities

@@ -9,6 +9,7 @@ import functools
 from dataclasses import dataclass
 
 import pandas as pd
+import torch
 
 from .backdoor import BackdoorKey
 from .splits import Scenario
@@ -174,3 +175,65 @@ def keyed_moves_towards_target(answer: str | None, projection: pd.DataFrame) -> 
     return _verdict(answer == truth,
                     "rise of the keyed images' cosine to the target: " + ", ".join(f"{v:+.2f} ({k})" for k, v in rise.items())
                     + ". The backdoor is a place in feature space: keyed images are mapped next to the target.")
+
+
+# --- 06 server-side rules --------------------------------------------------------------------------
+
+@answered
+def update_dropped_by_krum(answer: int | None, one_round: pd.DataFrame) -> Verdict:
+    """Which client's update did Multi-Krum give weight 0 in the round of the walk-through?"""
+    krum = one_round[one_round["rule"] == "multi_krum"].set_index("client")
+    dropped = krum[krum["weight"] == 0].index.tolist()
+    scores = ", ".join(f"client {c}: {v:.3g}" for c, v in krum["why_value"].items())
+    return _verdict(answer in dropped, f"Krum scores (sum of squared distances to the nearest other update) are "
+                                       f"{scores}; the highest is dropped: client {dropped[0]}.")
+
+
+@answered
+def updates_for_trimmed_mean_to_differ(answer: int | None, dimensions: int = 1000, seed: int = 0) -> Verdict:
+    """The smallest number of updates in a round at which a trimmed mean dropping one update at each end
+    is not the coordinate-wise median (checked on random updates)."""
+    from .aggregation import Median, TrimmedMean
+
+    g = torch.Generator().manual_seed(seed)
+    truth = next(n for n in range(3, 10)
+                 if not torch.equal(*(rule(torch.randn(n, dimensions, generator=g.manual_seed(seed)))[0]
+                                      for rule in (TrimmedMean(1), Median()))))
+    return _verdict(answer == truth, f"with {truth - 1} updates, dropping the largest and the smallest value of a "
+                                     f"coordinate leaves exactly the median; with {truth} two values are left and "
+                                     f"their mean is not the (lower) median.")
+
+
+# --- 07 adversaries who know the rule --------------------------------------------------------------
+
+def _excess(table: pd.DataFrame, case: str, rule: str, attack: str) -> float:
+    s = table[(table["case"] == case) & (table["rule"] == rule) & (table["metric"] == "backdoor_train_acc")]
+    after = s[(s["attack"] == attack) & (s["phase"] == "right after")]["value"].mean()
+    return float(after - s[s["phase"] == "no attack"]["value"].mean())
+
+
+@answered
+def under_the_bound_plants_more(prediction: str | None, table: pd.DataFrame, case: str = "a") -> Verdict:
+    """Under norm clipping, does the adversary that scales its update to just under the bound plant "more"
+    backdoor (above the no-attack level, right after the attack, by more than 0.05) than the protocol's
+    boosted one, or "not more"? ``table``: the server-rule tables of both adversaries together."""
+    _choice(prediction, ("more", "not more"))
+    under, boosted = (_excess(table, case, "norm_clip", a) for a in ("under the bound", "boosted"))
+    truth = "more" if under > boosted + 0.05 else "not more"
+    return _verdict(prediction == truth,
+                    f"above the no-attack level: {under:+.2f} under the bound, {boosted:+.2f} boosted (case ({case})). "
+                    f"Clipping already scales the boosted update down to the bound: scaling it yourself sends the "
+                    f"same direction at the same size.")
+
+
+@answered
+def median_takes_more_of_the_disguised(prediction: str | None, shaped: pd.DataFrame) -> Verdict:
+    """Does the coordinate-wise median take "more" or "fewer" of its coordinates from the disguised update
+    than from the boosted one (walk-through of notebook 07: rows rule, attack, poisoned, why_value)?"""
+    _choice(prediction, ("more", "fewer"))
+    share = shaped[(shaped["rule"] == "median") & shaped["poisoned"]].set_index("attack")["why_value"]
+    truth = "more" if share["disguised"] > share["boosted"] else "fewer"
+    return _verdict(prediction == truth,
+                    f"share of the median's coordinates taken from the poisoned update: {share['boosted']:.2f} "
+                    f"boosted, {share['disguised']:.2f} disguised. Held inside the benign spread, the disguised "
+                    f"update is the middle value far more often; each such coordinate moves only a little.")

@@ -149,3 +149,29 @@ def attention(weights: dict, path=None) -> plt.Figure:
     fig.tight_layout()
     save(fig, path)
     return fig
+
+
+def rules_on_one_round(table: pd.DataFrame, path=None) -> plt.Figure:
+    """Left: the weight each rule gave each update of one round (:func:`~fmlbd.walkthrough.rules_on_one_round`;
+    the poisoned update red). Right: the cosine of each rule's step with the poisoned update."""
+    rules = list(dict.fromkeys(table["rule"]))
+    clients = table[table["rule"] == rules[0]][["client", "poisoned"]].to_numpy()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [2, 1]})
+    width = 0.8 / len(clients)
+    for j, (client, poisoned) in enumerate(clients):
+        w = [table[(table["rule"] == r) & (table["client"] == client)]["weight"].iloc[0] for r in rules]
+        axes[0].bar(np.arange(len(rules)) + (j - (len(clients) - 1) / 2) * width, w, width,
+                    color=KEYED if poisoned else plt.cm.Blues(0.4 + 0.2 * j), edgecolor="black", linewidth=0.5,
+                    label=f"client {client}" + (" (adversary)" if poisoned else ""))
+    axes[0].axhline(1 / len(clients), color="grey", linestyle=":", linewidth=1)
+    axes[0].set_ylabel("weight in the step (mean: 1/n)")
+    step = table.drop_duplicates("rule")
+    axes[1].bar(range(len(rules)), step["step_cos_poisoned"], color="grey", edgecolor="black", linewidth=0.5)
+    axes[1].set_ylabel("cosine of the step with\nthe poisoned update")
+    for ax in axes:
+        ax.set_xticks(range(len(rules)), [r.replace("_", " ") for r in rules], fontsize=8)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("One round that holds the poisoned update, aggregated by each rule")
+    fig.tight_layout()
+    save(fig, path)
+    return fig

@@ -50,13 +50,15 @@ def cpu_workers() -> int:
         return os.cpu_count() or 1
 
 
-def round_workers(clients: int) -> int:
-    """Processes for the local trainings of a federated round: one per client, up to twice the cores
-    (1 on one core or inside a worker). A round's few trainings cost about the same, and more
-    processes than cores let the system share the cores evenly: 3 trainings on 2 cores take 1.5
-    training times, not the 2 of two processes."""
+def workers_for(items: int) -> int:
+    """Processes for ``items`` independent computations (e.g. the local trainings of a federated
+    round): one per item for up to twice the cores, else one per core (1 on one core or inside a
+    worker). A few items of about equal cost share the cores evenly when each has its process: 3
+    trainings on 2 cores take 1.5 training times, not the 2 of two processes."""
     cores = 1 if _in_worker else cpu_workers()
-    return 1 if cores <= 1 else min(clients, 2 * cores)
+    if cores <= 1:
+        return 1
+    return items if items <= 2 * cores else cores
 
 
 @contextmanager
@@ -171,8 +173,7 @@ def pmap(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -
     among a few long items, else one per core with the items dealt round-robin; items are never
     pickled). Runs in place when one worker suffices, inside a worker, or without fork."""
     items = list(items)
-    cores = cpu_workers()
-    n = min(len(items), workers or (len(items) if len(items) <= 2 * cores and cores > 1 else cores))
+    n = min(len(items), workers or workers_for(len(items)))
     if n <= 1 or _in_worker or "fork" not in mp.get_all_start_methods():
         with one_thread():
             return [fn(x) for x in items]

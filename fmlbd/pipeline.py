@@ -5,8 +5,8 @@ stage it starts from, and saved under ``<results_dir>/cache/``:
 
 - ``pretrain-<key>/``: benign federated meta-training (``data``, ``model``, ``meta``,
   ``federation``, ``eval`` sections, seed, class assignment); checkpointed and resumable.
-- ``attack-<key>/``: the federation right before and after the round that aggregated the
-  poisoned update (the pre-trained model's key and the ``attack`` section). Cases (a) and (c)
+- ``attack-<key>/``: the federation right before and after the round(s) that aggregated the
+  poisoned update(s) (the pre-trained model's key and the ``attack`` section). Cases (a) and (c)
   share it: they differ only in evaluation.
 - ``attack-<key>/dampening-<key>.pt``: global models over the benign rounds after the attack
   (``measure`` section).
@@ -27,7 +27,6 @@ from .config import ConfigError, ExperimentConfig
 from .evaluation import main_task_accuracies
 from .functional import Params, all_finite
 from .models import ConvNet
-from .parallel import pmap
 from .results import atomic_torch_save, load_torch, write_json
 from .splits import Scenario
 from .streams import stream
@@ -157,13 +156,15 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
 
 @dataclass
 class Attacked:
-    """The federation right before and right after the round that aggregated the poisoned update."""
+    """The federation right before the first and right after the last round that aggregated a
+    poisoned update (one round for the protocol's one-shot attack)."""
 
     trained: Trained
-    before: Params        # global model before that round
-    state: dict           # Federation.state_dict() right after it
-    round: int            # the attack round (global version after aggregating the poisoned update)
+    before: Params        # global model before the first poisoned round
+    state: dict           # Federation.state_dict() right after the last one
+    round: int            # the (last) attack round: global version after aggregating the poisoned update
     path: Path
+    first_round: int      # the first poisoned round (= round for a one-shot attack)
 
     @property
     def after(self) -> Params:
@@ -177,32 +178,37 @@ def attack_path(cfg: ExperimentConfig, case: str | None = None) -> Path:
 
 
 def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True) -> Attacked:
-    """Pre-train (cached), then let the adversary attack once; cached like :func:`pretrain`.
+    """Pre-train (cached), then let the adversary attack; cached like :func:`pretrain`.
 
-    The adversary's next local training that starts from a global model of version
-    >= ``federation.rounds`` is poisoned and boosted. ``attack.draw`` n > 0 gives the adversary
-    the ``adversary_draw`` random stream n instead of its own (same pre-trained model, same
-    other clients). Cases (a) and (c) share it.
+    The adversary's next ``attack.poison_rounds`` local trainings that start from a global model of
+    version >= ``federation.rounds`` are poisoned (boosted, shaped as ``cfg.attack`` says); the result
+    is the federation right after the last of them was aggregated. ``attack.draw`` n > 0 gives the
+    adversary the ``adversary_draw`` random stream n instead of its own (same pre-trained model,
+    same other clients). Cases (a) and (c) share it.
     """
     trained = pretrain(cfg, case, progress)
     path = attack_path(cfg, case)
     if (path / "attacked.pt").is_file():
         saved = load_torch(path / "attacked.pt")
-        return Attacked(trained, saved["before"], saved["state"], saved["round"], path)
+        return Attacked(trained, saved["before"], saved["state"], saved["round"], path, saved["first_round"])
+    poisoned = []
     with make_federation(cfg, trained.model, trained.params,
                          attack_clients(cfg, trained.scenario, cfg.federation.rounds)) as federation:
         federation.load_state_dict(trained.state)
         if cfg.attack.draw:
             federation.reseed_client(0, stream("adversary_draw", cfg.seed, cfg.attack.draw))
-        while True:
-            before = {k: v.clone() for k, v in federation.params.items()}
+        while len(poisoned) < cfg.attack.poison_rounds:
+            if not poisoned:
+                before = {k: v.clone() for k, v in federation.params.items()}
             record = federation.step()
             if record.poisoned:
-                break
-    attacked = Attacked(trained, before, federation.state_dict(), record.round, path)
-    atomic_torch_save({"before": before, "state": attacked.state, "round": record.round}, path / "attacked.pt")
-    write_json({"config": cfg.to_dict(), "attack_round": record.round, "clients": record.clients,
-                "staleness": record.staleness}, path / "config.json")
+                poisoned.append(record)
+    attacked = Attacked(trained, before, federation.state_dict(), record.round, path, poisoned[0].round)
+    atomic_torch_save({"before": before, "state": attacked.state, "round": record.round,
+                       "first_round": attacked.first_round}, path / "attacked.pt")
+    write_json({"config": cfg.to_dict(), "attack_rounds": [r.round for r in poisoned],
+                "clients": [r.clients for r in poisoned], "staleness": [r.staleness for r in poisoned]},
+               path / "config.json")
     return attacked
 
 
@@ -227,30 +233,3 @@ def dampening_snapshots(cfg: ExperimentConfig, case: str, progress: bool = True)
                 snapshots[r] = {k: v.clone() for k, v in federation.params.items()}
     atomic_torch_save(snapshots, path)
     return snapshots
-
-
-#: the stages :func:`cache_side_by_side` runs, with the file each one caches its result in
-_CACHED_FILE = {attack: lambda cfg, case: attack_path(cfg, case) / "attacked.pt", dampening_snapshots: dampening_path}
-
-
-def cache_side_by_side(stage, jobs, progress: bool = True) -> None:
-    """Cache the result of ``stage`` (:func:`attack` or :func:`dampening_snapshots`) for every
-    ``(config, case)`` of ``jobs``, computing the missing ones side by side (one single-thread
-    process per result, :func:`~fmlbd.parallel.pmap`), so that the ``stage`` calls that follow load
-    them. Jobs that share a result (cases (a) and (c)) compute it once; missing pre-trained models
-    are trained first, here."""
-    missing = {}
-    for cfg, case in jobs:
-        missing.setdefault(_CACHED_FILE[stage](cfg, case), (cfg, case))
-    missing = {path: job for path, job in missing.items() if not path.is_file()}
-    if len(missing) <= 1:  # nothing to gain: the stage's own call computes it, with its progress bar
-        return
-    for cfg, case in missing.values():
-        if not is_pretrained(cfg, pretrain_path(cfg, build_scenario(cfg, case))):
-            pretrain(cfg, case, progress)
-    if progress:
-        tqdm.write(f"{stage.__name__}: {len(missing)} runs side by side")
-    def compute(job) -> None:  # the result stays in the cache, not sent back
-        stage(*job, progress=False)
-
-    pmap(compute, list(missing.values()))

@@ -119,6 +119,49 @@ def draws_scatter(table: pd.DataFrame, title: str, path=None, main_floor: dict[s
     return fig
 
 
+def rule_attack_bars(table: pd.DataFrame, title: str, path=None, metric: str = "backdoor_train_acc") -> plt.Figure:
+    """Server-side rules x adversaries (tidy rows: case, rule, attack, draw, phase, metric, value; attack
+    "none" = no attack): one panel per case and phase after the attack, one bar per rule and adversary
+    (mean over draws, whiskers from the lowest to the highest draw), the rule's no-attack level as a
+    black line across its bars."""
+    sub = table[table["metric"] == metric]
+    cases, rules = list(dict.fromkeys(sub["case"])), list(dict.fromkeys(sub["rule"]))
+    attacks = [a for a in dict.fromkeys(sub["attack"]) if a != "none"]
+    phases = [p for p in dict.fromkeys(sub["phase"]) if p != "no attack"]
+    stats = sub.groupby(["case", "rule", "attack", "phase"])["value"].agg(["mean", "min", "max"])
+    fig, axes = plt.subplots(len(cases), len(phases), figsize=(5.2 * len(phases), 3.2 * len(cases)), sharey=True,
+                             squeeze=False)
+    width = 0.8 / len(attacks)
+    for row, case in enumerate(cases):
+        for col, phase in enumerate(phases):
+            ax = axes[row][col]
+            for j, name in enumerate(attacks):
+                st = [stats.loc[(case, r, name, phase)] if (case, r, name, phase) in stats.index else None
+                      for r in rules]
+                xs = [i + (j - (len(attacks) - 1) / 2) * width for i in range(len(rules))]
+                mean = [s["mean"] if s is not None else float("nan") for s in st]
+                err = [[s["mean"] - s["min"] if s is not None else 0 for s in st],
+                       [s["max"] - s["mean"] if s is not None else 0 for s in st]]
+                ax.bar(xs, mean, width, yerr=err, capsize=2, label=name, color=plt.cm.tab10(j), edgecolor="black",
+                       linewidth=0.5)
+            for i, r in enumerate(rules):
+                if (case, r, "none", "no attack") in stats.index:
+                    level = stats.loc[(case, r, "none", "no attack")]["mean"]
+                    ax.hlines(level, i - 0.45, i + 0.45, color="black", linewidth=1.5,
+                              label="no attack" if i == 0 else None)
+            ax.set_xticks(range(len(rules)))
+            ax.set_xticklabels([r.replace("_", " ") for r in rules], fontsize=8)
+            ax.set_ylim(0, 1.05)
+            ax.set_title(f"{CASE_TITLES.get(case, case)}\n{phase}", fontsize=8)
+            ax.grid(alpha=0.3, axis="y")
+        axes[row][0].set_ylabel(LABELS[metric].replace(" (", "\n("), fontsize=8)
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save(fig, path)
+    return fig
+
+
 def show_image(ax, image: torch.Tensor) -> None:
     """Draw one image (float ``[ch, H, W]`` in [0, 1]; grey-scale with ink dark) without ticks."""
     img = image.permute(1, 2, 0).squeeze(-1).numpy()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 
 from .config import ConfigError
-from .experiments import attack, defense, persistence
+from .experiments import attack, defense, persistence, server
 from .experiments.spec import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
@@ -21,6 +21,9 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     defense.ABLATION,
     defense.DEFENSE_ROUNDS,
     defense.COST,
+    server.SERVER_RULES,
+    server.RULE_ADAPTIVE,
+    server.RULE_COST,
 )}
 
 

@@ -152,3 +152,57 @@ def poisoned_update(timeline) -> str:
             f"median benign update (L2 norm), and its cosine to the benign mean of its round is {hit['cosine']:.2f} "
             f"(benign updates: {benign['cosine'].min():.2f} to {benign['cosine'].max():.2f}). The server aggregated it "
             f"in round {int(hit['round'])} with staleness {int(hit['staleness'])}.")
+
+
+def one_round(table: pd.DataFrame) -> str:
+    """Interpretation of :func:`fmlbd.walkthrough.rules_on_one_round`: what each rule did with the poisoned update."""
+    bad = table[table["poisoned"]].set_index("rule")
+    benign_norm = table[~table["poisoned"]]["norm"].median()
+    parts = []
+    for rule, r in bad.iterrows():
+        parts.append(f"{rule.replace('_', ' ')} gives it weight {r['weight']:.2f} ({r['why']}: {r['why_value']:.3g}), "
+                     f"and its step has cosine {r['step_cos_poisoned']:.2f} with it")
+    return (f"**This run:** the poisoned update is {bad['norm'].iloc[0] / benign_norm:.1f} times the median benign "
+            f"norm of its round. " + "; ".join(parts) + ".")
+
+
+def server_rules(table: pd.DataFrame, cost: pd.DataFrame, stops: pd.DataFrame) -> str:
+    """Interpretation of the protocol's attack against the server-side rules (:mod:`fmlbd.experiments.server`):
+    which rules stop it and what each costs without attack."""
+    from .experiments.server import BACKDOOR_MARGIN, MAIN_TASK_MARGIN
+
+    main = cost[cost["metric"] == "main_task_acc"].set_index(["case", "rule"])["value"]
+    cases = [c for c in CASE_ORDER if c in set(table["case"])]
+    lines = [f"**What this run measured** ({table['draw'].nunique()} draws of the adversary):", ""]
+    for case in cases:
+        st = stops[stops["case"] == case].set_index("rule")
+        stopping = [r.replace("_", " ") for r in st.index if st.loc[r, "stops"]]
+        lines.append(f"- Case ({case}): right after the attack, backdoor accuracy above the no-attack level is "
+                     + ", ".join(f"{r.replace('_', ' ')} {st.loc[r, 'backdoor_excess']:+.2f}" for r in st.index)
+                     + f". Within {BACKDOOR_MARGIN:.2f} of it, with a main task within {MAIN_TASK_MARGIN:.2f} of the "
+                       f"plain mean's: " + (", ".join(stopping) if stopping else "no rule") + ".")
+    lines.append("- Main task of the pre-trained model: " + "; ".join(
+        f"({c}) " + ", ".join(f"{r.replace('_', ' ')} {main[c, r]:.3f}" for r in dict.fromkeys(cost["rule"]))
+        for c in cases) + ".")
+    return "\n".join(lines)
+
+
+def rule_adaptive(table: pd.DataFrame) -> str:
+    """Interpretation of the adversaries who know the rule (:data:`fmlbd.experiments.server.TARGETED`)."""
+    from .experiments.server import spread
+
+    s = spread(table)
+    end = [p for p in dict.fromkeys(table["phase"]) if p not in ("no attack", "right after")][0]
+    lines = [f"**What this run measured** (backdoor accuracy on the attack training set above the rule's "
+             f"no-attack level, mean over {table['draw'].nunique()} draws, lowest-highest draw in brackets):", ""]
+    for case in [c for c in CASE_ORDER if c in set(table["case"])]:
+        parts = []
+        for (c, rule, attack, phase, metric), row in s.iterrows():
+            if c != case or phase != "right after" or metric != "backdoor_train_acc":
+                continue
+            level = s.loc[(case, rule, "none", "no attack", metric), "mean"]
+            later = s.loc[(case, rule, attack, end, metric), "mean"] - level
+            parts.append(f"{attack} against {rule.replace('_', ' ')} {row['mean'] - level:+.2f} "
+                         f"({row['min'] - level:+.2f} to {row['max'] - level:+.2f}), {later:+.2f} {end}")
+        lines.append(f"- Case ({case}): " + "; ".join(parts) + ".")
+    return "\n".join(lines)

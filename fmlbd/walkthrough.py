@@ -5,6 +5,7 @@ returns plain data or tidy tables; :mod:`fmlbd.mechanism_plots` draws them.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -12,6 +13,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .aggregation import Flame, Median, MultiKrum, NormClip, TrimmedMean, flatten
 from .backdoor import poisoned_episode
 from .builders import attack_clients, attack_sets, episode_sampler, make_federation, poisoned_sampler
 from .config import ExperimentConfig
@@ -74,23 +76,29 @@ def _flat(params: Params) -> torch.Tensor:
     return torch.cat([v.flatten() for _, v in sorted(params.items())])
 
 
+def _replay_attack(cfg: ExperimentConfig, trained: Trained):
+    """Replay the attack as :func:`fmlbd.pipeline.attack` does; yields ``(record, updates)`` per round,
+    the updates as the server received them (arrival order)."""
+    with make_federation(cfg, trained.model, trained.params,
+                         attack_clients(cfg, trained.scenario, cfg.federation.rounds)) as federation:
+        federation.load_state_dict(trained.state)
+        if cfg.attack.draw:
+            federation.reseed_client(0, stream("adversary_draw", cfg.seed, cfg.attack.draw))
+        received, receive = [], federation.server.receive
+        federation.server.receive = lambda update, now=0.0: received.append(update) or receive(update, now)
+        while True:
+            start = len(received)
+            record = federation.step()
+            yield record, received[start:]
+
+
 def attack_timeline(cfg: ExperimentConfig, trained: Trained, after_rounds: int = 3) -> pd.DataFrame:
     """Replay the attack as :func:`fmlbd.pipeline.attack` does and record every update the server
     aggregates, up to ``after_rounds`` rounds after the poisoned one. Tidy rows: round, client,
     base_version, staleness, arrival (simulated time), aggregated (time of the round), poisoned,
     norm (L2 of the update) and cosine (to the mean of the round's benign updates)."""
-    federation = make_federation(cfg, trained.model, trained.params,
-                                 attack_clients(cfg, trained.scenario, cfg.federation.rounds))
-    federation.load_state_dict(trained.state)
-    if cfg.attack.draw:
-        federation.reseed_client(0, stream("adversary_draw", cfg.seed, cfg.attack.draw))
-    received, receive = [], federation.server.receive
-    federation.server.receive = lambda update, now=0.0: received.append(update) or receive(update, now)
     rows, attack_round = [], None
-    while attack_round is None or federation.version < attack_round + after_rounds:
-        start = len(received)
-        record = federation.step()
-        batch = received[start:]
+    for record, batch in _replay_attack(cfg, trained):
         benign = [_flat(u.delta) for u in batch if not u.poisoned]
         mean = torch.stack(benign).mean(0) if benign else None
         for u, stale in zip(batch, record.staleness):
@@ -99,10 +107,58 @@ def attack_timeline(cfg: ExperimentConfig, trained: Trained, after_rounds: int =
             rows.append({"round": record.round, "client": u.client, "base_version": u.base_version,
                          "staleness": stale, "arrival": u.arrival, "aggregated": record.time,
                          "poisoned": u.poisoned, "norm": float(delta.norm()), "cosine": cosine})
-        if record.poisoned:
+        if record.poisoned and attack_round is None:
             attack_round = record.round
-    federation.close()
+        if attack_round is not None and record.round >= attack_round + after_rounds:
+            return pd.DataFrame(rows)
+
+
+def attack_round_updates(cfg: ExperimentConfig, trained: Trained) -> list:
+    """The updates (:class:`~fmlbd.federated.Update`, arrival order) of the first round that holds a
+    poisoned update, as the server of ``cfg`` received them in :func:`fmlbd.pipeline.attack`."""
+    return next(batch for record, batch in _replay_attack(cfg, trained) if record.poisoned)
+
+
+def rules_on_one_round(updates: list, rules: dict) -> pd.DataFrame:
+    """Every rule of ``rules`` (name -> :mod:`fmlbd.aggregation` rule) applied to the same round of
+    ``updates``: per rule and update, its L2 norm, the weight the rule gave it, what the rule looked at
+    ("why": the clip scale for norm clipping, the share of coordinates taken from it for the median,
+    the Krum score, the median cosine distance to the others for FLAME), and the cosine of the rule's
+    step with the poisoned update. Tidy rows: rule, client, poisoned, norm, weight, why, why_value,
+    step_norm, step_cos_poisoned."""
+    flat = flatten([u.delta for u in updates])
+    norms = flat.norm(dim=1)
+    poisoned = [u.poisoned for u in updates]
+    bad = flat[poisoned.index(True)] if True in poisoned else None
+    rows = []
+    for name, rule in rules.items():
+        rule = copy.deepcopy(rule)  # a rule with memory sees this round as its next one, here only
+        step, weights = rule(flat)
+        why, values = _why(rule, flat, step, norms)
+        cos = float(F.cosine_similarity(step, bad, dim=0)) if bad is not None else float("nan")
+        rows += [{"rule": name, "client": u.client, "poisoned": u.poisoned, "norm": float(norms[i]),
+                  "weight": float(weights[i]), "why": why, "why_value": float(values[i]),
+                  "step_norm": float(step.norm()), "step_cos_poisoned": cos} for i, u in enumerate(updates)]
     return pd.DataFrame(rows)
+
+
+def _why(rule, flat: torch.Tensor, step: torch.Tensor, norms: torch.Tensor) -> tuple[str, torch.Tensor]:
+    """What ``rule`` looked at for each update of ``flat`` [n, D] (see :func:`rules_on_one_round`)."""
+    n = len(flat)
+    if isinstance(rule, NormClip):
+        bound = rule.bound if rule.bound is not None else float(torch.tensor(rule.recent).median())
+        return "clip scale", torch.clamp(bound / norms, max=1.0)
+    if isinstance(rule, (Median, TrimmedMean)):
+        return "share of coordinates taken", (flat == step[None]).float().mean(1)
+    if isinstance(rule, MultiKrum):
+        d = torch.cdist(flat[None], flat[None])[0] ** 2
+        d.fill_diagonal_(float("inf"))
+        return "Krum score", d.sort(1).values[:, :max(1, n - rule.byzantine - 2)].sum(1)
+    if isinstance(rule, Flame):
+        unit = flat / norms[:, None]
+        d = (1 - unit @ unit.T).masked_fill(torch.eye(n, dtype=torch.bool), float("nan"))
+        return "median cosine distance", d.nanmedian(1).values
+    return "weight", torch.full((n,), 1.0 / n)
 
 
 def drift_from_poisoned(cfg: ExperimentConfig, attacked: Attacked, case: str) -> pd.DataFrame:

@@ -1,9 +1,10 @@
-"""Pre-training several models side by side, one single-threaded worker process per core.
+"""Running the pipeline's stages side by side: missing pre-trained models in fresh Python processes,
+then attacks or rounds after them in forked workers, one single-threaded process per core.
 
 :func:`~fmlbd.pipeline.pretrain` trains on one torch thread (so a model never depends on the core
 count), so side by side is how a multi-core machine is used. Workers die with their parent: on
 Linux the kernel sends them SIGTERM when the parent dies, and an interrupted parent (Ctrl-C,
-SIGTERM) terminates them before it exits. Every worker checkpoints, so a rerun resumes.
+SIGTERM) terminates them before it exits. Every pre-training checkpoints, so a rerun resumes.
 """
 from __future__ import annotations
 
@@ -16,33 +17,36 @@ from tqdm.auto import tqdm
 
 from .builders import build_scenario
 from .config import ExperimentConfig, config_from_dict
-from .parallel import die_with_parent
-from .pipeline import is_pretrained, pretrain, pretrain_path
+from .parallel import die_with_parent, pmap
+from .pipeline import attack, attack_path, dampening_path, dampening_snapshots, is_pretrained, pretrain, pretrain_path
+
+
+def _missing(jobs) -> dict:
+    """``{cache folder: (config, case)}`` of the pre-trained models of ``jobs`` not cached yet."""
+    missing = {}
+    for c, case in jobs:
+        path = pretrain_path(c, build_scenario(c, case))
+        if not is_pretrained(c, path):
+            missing.setdefault(path, (c, case))
+    return missing
 
 
 def missing_models(configs, cases) -> dict:
     """``{cache folder: (config, case)}`` of the pre-trained models not cached yet."""
-    missing = {}
-    for c in configs:
-        for case in cases:
-            path = pretrain_path(c, build_scenario(c, case))
-            if not is_pretrained(c, path):
-                missing.setdefault(path, (c, case))
-    return missing
+    return _missing([(c, case) for c in configs for case in cases])
 
 
-def pretrain_cases(cfg: ExperimentConfig, cases, progress: bool = True, workers: int | None = None,
-                   also: ExperimentConfig | None = None) -> None:
-    """Make sure the pre-trained model of every case in ``cases`` is cached (for ``cfg`` and, if
-    given, for ``also``), training the missing ones side by side in ``workers`` fresh Python
-    processes (default: one per missing model, at most one per CPU core). A single missing model
-    is left to :func:`~fmlbd.pipeline.pretrain` in the calling process."""
-    missing = missing_models((cfg,) if also is None else (cfg, also), cases)
+def pretrain_jobs(jobs, progress: bool = True, workers: int | None = None) -> None:
+    """Make sure the pre-trained model of every ``(config, case)`` of ``jobs`` is cached, training the
+    missing ones side by side in ``workers`` fresh Python processes (default: one per missing model,
+    at most one per CPU core). A single missing model is left to :func:`~fmlbd.pipeline.pretrain`
+    in the calling process."""
+    missing = _missing(jobs)
     n = min(len(missing), workers or os.cpu_count() or 1)
     if n <= 1:
         return
     if progress:
-        names = ", ".join(f"({case}) {c.meta.algorithm}" for c, case in missing.values())
+        names = ", ".join(f"({case}) {c.meta.algorithm} {c.federation.aggregation}" for c, case in missing.values())
         tqdm.write(f"pre-training {names} in {n} parallel processes")
     pending = list(missing.values())
     while pending:
@@ -64,6 +68,41 @@ def pretrain_cases(cfg: ExperimentConfig, cases, progress: bool = True, workers:
         if failed:
             raise RuntimeError(f"pre-training of case(s) {failed} failed (see the error above); rerun to resume "
                                f"from the last checkpoint")
+
+
+def pretrain_cases(cfg: ExperimentConfig, cases, progress: bool = True, workers: int | None = None,
+                   also: ExperimentConfig | None = None) -> None:
+    """:func:`pretrain_jobs` for every case in ``cases``, of ``cfg`` and, if given, of ``also``."""
+    pretrain_jobs([(c, case) for c in ((cfg,) if also is None else (cfg, also)) for case in cases], progress, workers)
+
+
+#: the stages :func:`cache_side_by_side` runs, with the file each one caches its result in
+_CACHED_FILE = {attack: lambda cfg, case: attack_path(cfg, case) / "attacked.pt", dampening_snapshots: dampening_path}
+
+
+def cache_side_by_side(stage, jobs, progress: bool = True) -> None:
+    """Cache the result of ``stage`` (:func:`~fmlbd.pipeline.attack` or
+    :func:`~fmlbd.pipeline.dampening_snapshots`) for every ``(config, case)`` of ``jobs``: the missing
+    pre-trained models first (:func:`pretrain_jobs`), then the missing results side by side (one
+    single-thread process each, :func:`~fmlbd.parallel.pmap`), so that the ``stage`` calls that follow
+    load them. Jobs that share a result (cases (a) and (c)) compute it once."""
+    jobs = list(jobs)
+    pretrain_jobs(jobs, progress)
+    missing = {}
+    for cfg, case in jobs:
+        missing.setdefault(_CACHED_FILE[stage](cfg, case), (cfg, case))
+    missing = {path: job for path, job in missing.items() if not path.is_file()}
+    if len(missing) <= 1:  # nothing to gain: the stage's own call computes it, with its progress bar
+        return
+    for cfg, case in missing.values():  # a single missing model (left by pretrain_jobs): trained once, here
+        pretrain(cfg, case, progress)
+    if progress:
+        tqdm.write(f"{stage.__name__}: {len(missing)} runs side by side")
+
+    def compute(job) -> None:  # the result stays in the cache, not sent back
+        stage(*job, progress=False)
+
+    pmap(compute, list(missing.values()))
 
 
 def main(position: int) -> None:

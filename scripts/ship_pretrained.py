@@ -2,9 +2,10 @@
 
     .venv/bin/python scripts/ship_pretrained.py [results_dir]
 
-Ships the benign federation of cases (a)/(c) and (b) and the defended (features-only) federation
-of both, each trained from scratch (``shipped_models=false``; a model already in the results
-folder's cache is reused), two side by side. Each file holds the federation state, the training log,
+Ships the benign federation of cases (a)/(c) and (b), the defended (features-only) federation
+of both, and the benign federation under each server-side rule of notebook 06
+(``fmlbd.experiments.server.RULES``), each trained from scratch (``shipped_models=false``; a model
+already in the results folder's cache is reused), two side by side. Each file holds the federation state, the training log,
 the weights' trace at round ``pipeline.TRACE_ROUND`` and the config: ``tests/test_pretrained.py``
 fails when the current code would train something else. Rerun this after such a change.
 """
@@ -12,8 +13,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fmlbd.config import load_config  # noqa: E402
+from fmlbd.config import load_config, with_overrides  # noqa: E402
 from fmlbd.experiments.defense import defended_config  # noqa: E402
+from fmlbd.experiments.server import RULES  # noqa: E402
 from fmlbd.pipeline import SHIPPED, pretrain  # noqa: E402
 from fmlbd.results import atomic_torch_save, load_torch  # noqa: E402
 from fmlbd.workers import pretrain_cases  # noqa: E402
@@ -23,9 +25,11 @@ CASES = ("a", "b")
 if __name__ == "__main__":
     results = sys.argv[1] if len(sys.argv) > 1 else "results"
     cfg = load_config("quick", {"results_dir": results, "shipped_models": False})
-    defended = defended_config(cfg)
-    pretrain_cases(cfg, CASES, also=defended)
-    for c in (cfg, defended):
+    configs = [cfg, defended_config(cfg)] + [with_overrides(cfg, {"federation.aggregation": rule})
+                                             for rule in RULES if rule != "mean"]
+    for c in configs:
+        pretrain_cases(c, CASES)
+    for c in configs:
         for case in CASES:
             trained = pretrain(c, case)
             saved = load_torch(trained.path / "final.pt")
@@ -34,4 +38,5 @@ if __name__ == "__main__":
             out = SHIPPED / f"{trained.path.name}.pt"
             config = c.to_dict() | {"case": case, "shipped_models": True, "results_dir": "results"}
             atomic_torch_save({**saved, "config": config}, out)
-            print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB): {c.meta.algorithm}, case ({case})")
+            print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB): {c.meta.algorithm}, "
+                  f"{c.federation.aggregation}, case ({case})")

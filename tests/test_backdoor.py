@@ -158,7 +158,7 @@ def test_malicious_client_attacks_once_with_boost(monkeypatch, after):
         assert nxt is None
     else:
         assert nxt[1] is False and torch.equal(nxt[0]["w"], torch.ones(2))
-    assert poison_sample.calls == 1 and client.state_dict() == {"attacked": True}
+    assert poison_sample.calls == 1 and client.state_dict() == {"sent": 1}
 
 
 def test_attack_sets_without_key_are_the_clean_images():
@@ -168,3 +168,17 @@ def test_attack_sets_without_key_are_the_clean_images():
     assert np.array_equal(clean.train_source, keyed.train_source)
     c, i = clean.train_source[0]
     assert torch.equal(clean.train_x[0], pool.images[c, i].float().div(255))
+
+
+def test_malicious_client_spreads_its_poison_over_consecutive_updates(monkeypatch):
+    fake_meta(monkeypatch)
+    benign_sample, poison_sample = Recorder(), Recorder()
+    cfg = types.SimpleNamespace(local_iterations=1)
+    client = MaliciousClient(BenignClient(benign_sample, cfg), poison_sample, cfg, attack_iterations=7, boost=1.0,
+                             attack_version=5, poison_rounds=3)
+    params, rng = {"w": torch.zeros(2)}, np.random.default_rng(0)
+    sent = [client.local_update(None, params, v, rng)[1] for v in (5, 6, 7, 8, 9)]
+    assert sent == [True, True, True, False, False] and poison_sample.calls == 3
+    resumed = MaliciousClient(BenignClient(benign_sample, cfg), poison_sample, cfg, 7, 1.0, 5, poison_rounds=3)
+    resumed.load_state_dict(client.state_dict())
+    assert resumed.attacked and resumed.local_update(None, params, 10, rng)[1] is False

@@ -35,6 +35,13 @@ ABLATION = pd.DataFrame([{"shots": 5, "kernel": "softmax", "temperature": t, "ca
 PROJECTION = pd.DataFrame([{"model": m, "phase": p, "kind": "backdoor, keyed", "cos_target": v}
                            for m, (b, a) in {"undefended": (0.1, 0.8), "defended": (0.1, 0.3)}.items()
                            for p, v in (("before", b), ("after", a))])
+ONE_ROUND = pd.DataFrame({"rule": ["multi_krum"] * 3, "client": [1, 0, 3], "weight": [0.5, 0.0, 0.5],
+                          "why_value": [2.0, 9.0, 2.0]})
+RULE_TABLE = pd.DataFrame([{"case": "a", "rule": "norm_clip", "attack": a, "phase": p, "metric": "backdoor_train_acc",
+                            "value": v} for a, p, v in (("none", "no attack", 0.3), ("boosted", "right after", 0.35),
+                                                        ("under the bound", "right after", 0.36))])
+SHAPED = pd.DataFrame({"rule": ["median"] * 4, "attack": ["boosted", "boosted", "disguised", "disguised"],
+                       "poisoned": [True, False, True, False], "why_value": [0.1, 0.5, 0.4, 0.3]})
 
 CASES = [  # (check, wrong answer, right answer, data)
     (ex.key_in_top_left, (22, 22), (0, 0), (CFG,)),
@@ -49,6 +56,10 @@ CASES = [  # (check, wrong answer, right answer, data)
     (ex.larger_lr_removes_backdoor, True, False, (TRACE,)),
     (ex.temperature_prediction, "higher", "lower", (ABLATION,)),
     (ex.keyed_moves_towards_target, "defended", "undefended", (PROJECTION,)),
+    (ex.update_dropped_by_krum, 1, 0, (ONE_ROUND,)),
+    (ex.updates_for_trimmed_mean_to_differ, 3, 4, ()),
+    (ex.under_the_bound_plants_more, "more", "not more", (RULE_TABLE,)),
+    (ex.median_takes_more_of_the_disguised, "fewer", "more", (SHAPED,)),
 ]
 
 

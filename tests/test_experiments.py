@@ -87,7 +87,7 @@ def test_attack_experiments_produce_tidy_tables(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path)
     att = pipeline.attack(cfg, "a", progress=False)
     assert att.round > cfg.federation.rounds and att.state["version"] == att.round
-    assert att.state["clients"][0] == {"attacked": True}
+    assert att.state["clients"][0] == {"sent": 1} and att.first_round == att.round
     assert any(not torch.equal(att.before[k], att.after[k]) for k in att.before)
     assert pipeline.attack(cfg, "c", progress=False).path == att.path  # cases (a) and (c) share the attack
 
@@ -194,3 +194,33 @@ def test_boost_experiment_compares_the_boosted_update_with_a_plain_one(omniglot_
     after = attacks.one_shot_attack(cfg, ("a",), progress=False)
     after = after[after["phase"] == "after"].drop(columns="phase").reset_index(drop=True)
     assert boosted.equals(after[boosted.columns])  # the boosted run is the one-shot experiment's own
+
+
+def test_a_spread_attack_poisons_consecutive_updates_and_ends_after_the_last(omniglot_root, tmp_path):
+    one = pipeline.attack(smoke(omniglot_root, tmp_path), "a", progress=False)
+    spread = pipeline.attack(smoke(omniglot_root, tmp_path, **{"attack.poison_rounds": 3, "attack.boost": 1.0}), "a",
+                             progress=False)
+    assert spread.first_round == one.round and spread.round >= spread.first_round + 2
+    assert spread.state["clients"][0] == {"sent": 3}
+    assert all(torch.equal(one.before[k], spread.before[k]) for k in one.before)  # same model before the first
+
+
+def test_server_rules_table_and_which_rules_stop_the_attack(omniglot_root, tmp_path):
+    from fmlbd.experiments import server
+
+    cfg = smoke(omniglot_root, tmp_path, **{"measure.rule_draws": 2})
+    rules, names = ("mean", "multi_krum"), ("boosted", "disguised")
+    table = server.server_rules(cfg, ("a",), False, {name: rules for name in names})
+    assert set(table["phase"]) == {"no attack", "right after", f"after {cfg.measure.dampening_rounds} rounds"}
+    assert len(table) == 2 * 4 + 2 * 2 * 2 * 2 * 4  # no attack per rule; rule x attack x draw x 2 phases
+    cost = server.rule_cost(cfg, ("a",), False, rules)
+    with pytest.raises(ValueError, match="unknown adversaries or rules"):
+        server.server_rules(cfg, ("a",), False, {"boosted": ("krum",)})
+    assert set(cost["metric"]) == {"main_task_acc", "main_task_ci95", "rounds_to_mean_acc"}
+    assert cost.set_index(["rule", "metric"])["value"]["mean", "rounds_to_mean_acc"] <= cfg.federation.rounds
+    stops = server.stopping_rules(table, cost)
+    assert list(stops["rule"]) == list(rules) and stops["main_task_gap"].iloc[0] == 0
+    again = server.server_rules(cfg, ("a",), False, {name: rules for name in names})  # cached
+    pd.testing.assert_frame_equal(table, again)
+    krum = server.rule_config(cfg, "multi_krum", "disguised", 1)
+    assert (krum.federation.aggregation, krum.attack.draw, krum.attack.disguise_z) == ("multi_krum", 1, 1.0)

@@ -6,6 +6,7 @@ import torch
 from fmlbd.builders import build_scenario
 from fmlbd.config import config_from_dict, load_config, with_overrides
 from fmlbd.experiments.defense import defended_config
+from fmlbd.experiments.server import RULES, rule_config
 from fmlbd.pipeline import SHIPPED, TRACE_ROUND, pretrain, pretrain_path, trace
 from fmlbd.workers import missing_models
 
@@ -14,10 +15,10 @@ SHIPPED_FILES = sorted(SHIPPED.glob("pretrain-*.pt"))
 
 def test_the_quick_profile_ships_the_series_models(omniglot_root, tmp_path):
     cfg = load_config("quick", {"data.root": str(omniglot_root), "results_dir": str(tmp_path)})
-    wanted = {f"{pretrain_path(c, build_scenario(c, case)).name}.pt"
-              for c in (cfg, defended_config(cfg)) for case in ("a", "b", "c")}
+    configs = (cfg, defended_config(cfg), *(rule_config(cfg, rule) for rule in RULES))
+    wanted = {f"{pretrain_path(c, build_scenario(c, case)).name}.pt" for c in configs for case in ("a", "b", "c")}
     assert wanted == {p.name for p in SHIPPED_FILES}
-    assert missing_models((cfg, defended_config(cfg)), ("a", "b", "c")) == {}  # nothing to train
+    assert missing_models(configs, ("a", "b", "c")) == {}  # nothing to train
     retrain = with_overrides(cfg, {"shipped_models": False})
     assert len(missing_models((retrain,), ("a", "b", "c"))) == 2  # (a)/(c) share a model
 

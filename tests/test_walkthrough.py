@@ -31,3 +31,24 @@ def test_walkthrough_steps_replay_the_pipeline(omniglot_root, tmp_path):
     assert set(projection["kind"]) == {"target class", "backdoor, clean", "backdoor, keyed"}
     weights = walkthrough.attention_weights(defended, models["defended"][1], "a", default_attention(cfg))
     assert torch.isclose(weights["weights"].sum(), torch.tensor(1.0)) and len(weights["weights"]) == len(weights["support_y"])
+
+
+def test_each_rule_on_the_attack_round_shows_what_it_drops_or_shrinks(omniglot_root, tmp_path):
+    from fmlbd.aggregation import AGGREGATIONS, NormClip
+
+    cfg = smoke(omniglot_root, tmp_path)
+    trained = pipeline.pretrain(cfg, "a", progress=False)
+    updates = walkthrough.attack_round_updates(cfg, trained)
+    assert len(updates) == cfg.federation.buffer_size and sum(u.poisoned for u in updates) == 1
+    assert [u.client for u in updates if u.poisoned] == [0]
+    rules = {"mean": AGGREGATIONS["mean"](), "norm clip": NormClip(), "median": AGGREGATIONS["median"](),
+             "multi-Krum": AGGREGATIONS["multi_krum"](), "flame": AGGREGATIONS["flame"]()}
+    table = walkthrough.rules_on_one_round(updates, rules)
+    assert len(table) == len(rules) * len(updates)
+    w = table.set_index(["rule", "poisoned"])["weight"]
+    assert np.allclose(table[table["rule"] == "mean"]["weight"], 1 / 3)
+    assert w["multi-Krum", True] == 0 and w["norm clip", True] < 1 / 3  # boosted: dropped, shrunk
+    share = table[table["rule"] == "median"]["why_value"]
+    assert share.sum() >= 1 - 1e-6  # every coordinate is one update's value (ties count for each)
+    assert table[table["rule"] == "mean"]["step_cos_poisoned"].iloc[0] > table[table["rule"] == "multi-Krum"][
+        "step_cos_poisoned"].iloc[0]

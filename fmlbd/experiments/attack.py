@@ -10,7 +10,7 @@ from .. import pipeline, plots
 from ..attention import Attention
 from ..evaluation import METRICS, attention_key, attack_metrics, metric_rows
 from ..splits import CASES
-from ..workers import pretrain_cases
+from ..workers import cache_side_by_side
 from .spec import Experiment, check_cases, per_case
 
 
@@ -38,8 +38,7 @@ def attack_draws(cfg, cases=("a", "b"), progress: bool = True, attention: Attent
     training. One draw is one sample of the attack's outcome; this shows its spread.
     Tidy rows: case, draw, attack_round, metric, value."""
     configs = [replace(cfg, attack=replace(cfg.attack, draw=draw)) for draw in range(cfg.measure.draws)]
-    pretrain_cases(cfg, cases, progress)
-    pipeline.cache_side_by_side(pipeline.attack, [(c, case) for c in configs for case in check_cases(cases)], progress)
+    cache_side_by_side(pipeline.attack, [(c, case) for c in configs for case in check_cases(cases)], progress)
     tables = []
     for draw, c in enumerate(configs):
         table = one_shot_attack(c, cases, progress, attention, phases=("after",))

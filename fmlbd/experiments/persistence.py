@@ -14,10 +14,10 @@ from ..functional import predict, support_buffers
 from ..meta import finetune
 from ..metrics import BACKDOOR_METRICS, accuracy, score_backdoor_episode
 from ..parallel import pmap
-from ..pipeline import attack, cache_side_by_side, dampening_snapshots
+from ..pipeline import attack, dampening_snapshots
 from ..results import first_below
 from ..splits import CASES
-from ..workers import pretrain_cases
+from ..workers import cache_side_by_side
 from .spec import Experiment, check_cases, per_case
 
 
@@ -37,7 +37,6 @@ def dampening(cfg, cases=CASES, progress: bool = True, attention: Attention | No
         return pd.DataFrame(out)
 
     cases = check_cases(cases)
-    pretrain_cases(cfg, cases, progress)
     cache_side_by_side(dampening_snapshots, [(cfg, case) for case in cases], progress)
     return per_case(cfg, cases, progress, "dampening", compute, ("eval", "measure"), attention=attention_key(attention))
 
@@ -88,7 +87,6 @@ def finetune_failure(cfg, cases=CASES, progress: bool = True) -> pd.DataFrame:
     key = sections(cfg, "eval", "measure")
     trials = cfg.measure.finetune_trials
     tables = []
-    pretrain_cases(cfg, cases, progress)
     cache_side_by_side(attack, [(cfg, case) for case in cases], progress)
     for case in cases:
         att = attack(cfg, case, progress)

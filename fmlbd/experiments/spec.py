@@ -9,9 +9,9 @@ import pandas as pd
 
 from ..cache import cached_table, sections
 from ..config import ExperimentConfig
-from ..pipeline import Attacked, attack, cache_side_by_side
+from ..pipeline import Attacked, attack
 from ..splits import CASES
-from ..workers import pretrain_cases
+from ..workers import cache_side_by_side
 
 Run = Callable[[ExperimentConfig, Sequence[str], bool], pd.DataFrame]
 
@@ -58,11 +58,10 @@ def check_cases(cases: Sequence[str]) -> tuple[str, ...]:
 def per_case(cfg: ExperimentConfig, cases: Sequence[str], progress: bool, name: str,
              compute: Callable[[Attacked, str], pd.DataFrame], key_sections: Sequence[str] = ("eval",),
              **key: object) -> pd.DataFrame:
-    """The skeleton of a per-case experiment: pre-train the missing models and attack them side by
-    side, then per case load the attack and load or ``compute(attacked, case)`` the cached table ``name``, keyed by
+    """The skeleton of a per-case experiment: the missing pre-trained models and attacks computed side by
+    side (:func:`~fmlbd.workers.cache_side_by_side`), then per case load the attack and load or ``compute(attacked, case)`` the cached table ``name``, keyed by
     the attack, the case, the whole ``key_sections`` of ``cfg`` and ``key``."""
     cases = check_cases(cases)
-    pretrain_cases(cfg, cases, progress)
     cache_side_by_side(attack, [(cfg, case) for case in cases], progress)
     tables = []
     for case in cases:

@@ -1,0 +1,226 @@
+"""Server-side defenses: the buffered server's aggregation rule (:mod:`fmlbd.aggregation`) against the
+protocol's attack and against adversaries who know the rule, and what each rule costs without attack."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import plots
+from ..aggregation import AGGREGATIONS
+from ..cache import cached_table, sections
+from ..config import ExperimentConfig, with_overrides
+from ..evaluation import attack_metrics, main_task_accuracies, metric_rows
+from ..metrics import mean_ci95
+from ..pipeline import attack, dampening_snapshots, pretrain
+from ..workers import cache_side_by_side, pretrain_jobs
+from .spec import Experiment, check_cases
+
+#: the rules compared (a trimmed mean that drops one update at each end is, with 3 updates per
+#: round, the coordinate-wise median: same step, so it is not run twice)
+RULES = ("mean", "norm_clip", "median", "multi_krum", "flame")
+
+#: the adversaries: name -> the attack settings that make it (``attack.*``; see fmlbd.evasion)
+ATTACKS: dict[str, dict] = {
+    # the protocol's: one poisoned update, boosted by the buffer size
+    "boosted": {},
+    # the same update scaled to just under a norm bound fitted to benign updates
+    "under the bound": {"attack.norm_cap": 0.95},
+    # the same poisoned training in 5 consecutive updates, none boosted
+    "spread": {"attack.boost": 1.0, "attack.poison_rounds": 5},
+    # 5 boosted updates, each held coordinate-wise within one standard deviation of benign ones
+    "disguised": {"attack.poison_rounds": 5, "attack.disguise_z": 1.0},
+}
+
+#: each adversary that knows the rule, against the plain mean (what its update can plant at all) and the
+#: rules it was built to pass (notebook 07); every adversary against every rule:
+#: ``server_rules(cfg, pairs=FULL_GRID)`` (benchmarks/server_rules_grid.py)
+TARGETED = {"under the bound": ("mean", "norm_clip"), "spread": ("mean", "flame"),
+            "disguised": ("mean", "median", "multi_krum")}
+FULL_GRID = {name: RULES for name in ATTACKS}
+
+#: a rule "stops" the protocol's attack when, right after it, backdoor accuracy (attack training set,
+#: mean over draws) is at most this far above the rule's no-attack level ...
+BACKDOOR_MARGIN = 0.10
+#: ... and its pre-trained model's main task is at most this far below the plain mean's
+MAIN_TASK_MARGIN = 0.02
+
+
+def rule_config(cfg: ExperimentConfig, rule: str, attack_name: str = "boosted", draw: int = 0) -> ExperimentConfig:
+    """``cfg`` with the server's rule ``rule``, the adversary ``attack_name`` of :data:`ATTACKS` in its
+    draw ``draw``, and the global model kept only right after the attack and at the end of the
+    ``measure.dampening_rounds`` benign rounds after it."""
+    return with_overrides(cfg, {"federation.aggregation": rule, "attack.draw": draw,
+                                "measure.curve_every": cfg.measure.dampening_rounds} | ATTACKS[attack_name])
+
+
+def server_rules(cfg, cases=("a", "b"), progress: bool = True, pairs: dict | None = None) -> pd.DataFrame:
+    """The four metrics (``measure.curve_episodes`` episodes each) of the global model of federations
+    whose server aggregates with a rule of :data:`RULES`, for each adversary of ``pairs`` (name of
+    :data:`ATTACKS` -> the rules it is run against; default: the protocol's attack against every
+    rule): before any attack ("no attack": the pre-trained model), right after the attack and after
+    ``measure.dampening_rounds`` benign rounds under the same rule, for ``measure.rule_draws`` draws
+    of the adversary. The federation runs its rule from the first round on: pre-training, attack
+    and the rounds after it.
+
+    Tidy rows: case, rule, attack ("none" for no attack), draw, phase, metric, value.
+    """
+    cases = check_cases(cases)
+    pairs = pairs or {"boosted": RULES}
+    unknown = [a for a in pairs if a not in ATTACKS] + [r for rs in pairs.values() for r in rs if r not in RULES]
+    if unknown:
+        raise ValueError(f"unknown adversaries or rules {unknown}: choose from {list(ATTACKS)} and {list(RULES)}")
+    rules = [r for r in RULES if any(r in rs for rs in pairs.values())]
+    configs = {(r, a, d): rule_config(cfg, r, a, d) for a, rs in pairs.items() for r in rs
+               for d in range(cfg.measure.rule_draws)}
+    cache_side_by_side(dampening_snapshots, [(c, case) for c in configs.values() for case in cases], progress)
+    end = f"after {cfg.measure.dampening_rounds} rounds"
+    key = sections(cfg, "eval", "measure")
+    tables = []
+    for case in cases:
+        for rule in rules:
+            trained = pretrain(rule_config(cfg, rule), case, progress)
+
+            def no_attack():
+                m = attack_metrics(cfg, trained.model, trained.params, trained.scenario, case,
+                                   cfg.measure.curve_episodes)
+                return pd.DataFrame(metric_rows(case, "phase", "no attack", m)).assign(rule=rule, attack="none",
+                                                                                       draw=0)
+            tables.append(cached_table(cfg, "rule-no-attack", key | {"model": trained.path.name, "case": case},
+                                       no_attack))
+        for (rule, name, draw), c in configs.items():
+            att = attack(c, case, progress)
+
+            def after(att=att, c=c, rule=rule, name=name, draw=draw):
+                snapshots = dampening_snapshots(c, case, progress=False)
+                rows = []
+                for phase, params in (("right after", snapshots[0]), (end, snapshots[c.measure.dampening_rounds])):
+                    m = attack_metrics(c, att.trained.model, params, att.trained.scenario, case,
+                                       c.measure.curve_episodes)
+                    rows += metric_rows(case, "phase", phase, m)
+                return pd.DataFrame(rows).assign(rule=rule, attack=name, draw=draw)
+            tables.append(cached_table(cfg, "rule-attack", key | {"attack": att.path.name, "case": case}, after))
+    return pd.concat(tables, ignore_index=True)[["case", "rule", "attack", "draw", "phase", "metric", "value"]]
+
+
+def rule_cost(cfg, cases=("a", "b"), progress: bool = True, rules=RULES) -> pd.DataFrame:
+    """What each rule costs without any attack: the pre-trained model's main-task accuracy
+    (``eval.episodes`` episodes, mean and 95% CI half-width) and, from the pre-training log, the
+    first logged round (every ``eval.log_every``) whose accuracy reached the plain mean's final
+    logged accuracy (NaN: never within ``federation.rounds``).
+
+    Tidy rows: case, rule, metric ("main_task_acc", "main_task_ci95", "rounds_to_mean_acc"), value.
+    """
+    cases = check_cases(cases)
+    pretrain_jobs([(rule_config(cfg, rule), case) for rule in rules for case in cases], progress)
+    rows = []
+    for case in cases:
+        reference = pretrain(rule_config(cfg, "mean"), case, progress).log
+        goal = reference.sort_values("round")["value"].iloc[-1]
+        for rule in rules:
+            trained = pretrain(rule_config(cfg, rule), case, progress)
+            acc, half = mean_ci95(main_task_accuracies(cfg, trained.model, trained.params, trained.scenario))
+            log = trained.log.sort_values("round")
+            reached = log[log["value"] >= goal]["round"]
+            rows += [{"case": case, "rule": rule, "metric": "main_task_acc", "value": acc},
+                     {"case": case, "rule": rule, "metric": "main_task_ci95", "value": half},
+                     {"case": case, "rule": rule, "metric": "rounds_to_mean_acc",
+                      "value": float(reached.iloc[0]) if len(reached) else np.nan}]
+    return pd.DataFrame(rows)
+
+
+def spread(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean, min and max over the draws of a :func:`server_rules` table, per case, rule, attack, phase and metric."""
+    return table.groupby(["case", "rule", "attack", "phase", "metric"], sort=False)["value"].agg(["mean", "min", "max"])
+
+
+def stopping_rules(table: pd.DataFrame, cost: pd.DataFrame, attack_name: str = "boosted") -> pd.DataFrame:
+    """Per case and rule: does the rule stop ``attack_name`` (see :data:`BACKDOOR_MARGIN` and
+    :data:`MAIN_TASK_MARGIN`)? Columns: case, rule, backdoor_excess (right after the attack minus
+    no attack, attack training set, mean over draws), main_task_gap (pre-trained main task minus
+    the plain mean's), stops (bool)."""
+    s = spread(table)["mean"]
+    main = cost[cost["metric"] == "main_task_acc"].set_index(["case", "rule"])["value"]
+    rows = []
+    for case, rule in dict.fromkeys(zip(table["case"], table["rule"])):
+        excess = (s[case, rule, attack_name, "right after", "backdoor_train_acc"]
+                  - s[case, rule, "none", "no attack", "backdoor_train_acc"])
+        gap = main[case, rule] - main[case, "mean"]
+        rows.append({"case": case, "rule": rule, "backdoor_excess": excess, "main_task_gap": gap,
+                     "stops": bool(excess <= BACKDOOR_MARGIN and gap >= -MAIN_TASK_MARGIN)})
+    return pd.DataFrame(rows)
+
+
+def overview(table: pd.DataFrame, cost: pd.DataFrame, comparison: pd.DataFrame, defense_draws: pd.DataFrame,
+             adaptive: pd.DataFrame) -> pd.DataFrame:
+    """Every server-side rule of ``table`` next to the local matching-network defense (notebook 05's
+    ``defense``, ``defense-draws`` and ``adaptive`` tables): where it runs, what it must see, and per
+    case the backdoor accuracy (attack training set) above the no-attack level right after the
+    protocol's attack (mean and highest draw) and after the strongest adversary that knows the
+    defense (mean over draws; NaN: none in ``table``), and the main-task cost against the plain mean
+    (server rules) or against fine-tuning the undefended federation (local defense), before any
+    attack. Rows: defense, case."""
+    s = spread(table)
+    main = cost[cost["metric"] == "main_task_acc"].set_index(["case", "rule"])["value"]
+    c = comparison.set_index(["case", "method", "phase", "metric"])["value"]
+    drawn = defense_draws[(defense_draws["update"] == "keyed images") & (defense_draws["metric"] == "backdoor_train_acc")]
+    drawn = drawn.groupby("case")["value"].agg(["mean", "max"])
+    adapt = adaptive.set_index(["case", "metric"])["value"]
+    attacks = [a for a in dict.fromkeys(table["attack"]) if a not in ("none", "boosted")]
+    bd = "backdoor_train_acc"
+    rows = []
+    for case in dict.fromkeys(table["case"]):
+        for rule in dict.fromkeys(table["rule"]):
+            level = s.loc[(case, rule, "none", "no attack", bd), "mean"]
+            protocol = s.loc[(case, rule, "boosted", "right after", bd)]
+            adaptive_excess = {a: s.loc[(case, rule, a, "right after", bd), "mean"] - level for a in attacks
+                               if (case, rule, a, "right after", bd) in s.index}
+            best = max(adaptive_excess, key=adaptive_excess.get) if adaptive_excess else ""
+            rows.append({"defense": rule.replace("_", " "), "case": case, "runs at": "server",
+                         "sees": AGGREGATIONS[rule].sees, "protocol attack": protocol["mean"] - level,
+                         "protocol attack, highest draw": protocol["max"] - level,
+                         "strongest adaptive": adaptive_excess.get(best, np.nan), "which": best,
+                         "main-task cost": main[case, "mean"] - main[case, rule]})
+        level = c[case, "matching, shared features", "before", bd]
+        rows.append({"defense": "local matching network", "case": case, "runs at": "each user",
+                     "sees": "its own support set and the global model",
+                     "protocol attack": drawn.loc[case, "mean"] - level,
+                     "protocol attack, highest draw": drawn.loc[case, "max"] - level,
+                     "strongest adaptive": adapt[case, bd] - level, "which": "keyed images only among its queries",
+                     "main-task cost": c[case, "fine-tuning", "before", "main_task_acc"]
+                     - c[case, "matching, shared features", "before", "main_task_acc"]})
+    return pd.DataFrame(rows)
+
+
+def spread_cells(table: pd.DataFrame, metric: str = "backdoor_train_acc") -> pd.DataFrame:
+    """``metric`` of a :func:`server_rules` table as "mean (lowest-highest draw)" text, rows case, rule,
+    attack, one column per phase (for reading, not for computing)."""
+    s = spread(table).xs(metric, level="metric")
+    text = s.apply(lambda r: f"{r['mean']:.2f}" + (f" ({r['min']:.2f}-{r['max']:.2f})" if r["max"] > r["min"] else ""),
+                   axis=1)
+    return text.unstack("phase").fillna("")[list(dict.fromkeys(table["phase"]))]
+
+
+def _headlines(table, cfg) -> dict[str, float]:
+    s = spread(table)["mean"]
+    return {f"backdoor_train_acc_{a.replace(' ', '_')}_{p.replace(' ', '_')}_{r}_{c}": v
+            for (c, r, a, p, m), v in s.items() if m == "backdoor_train_acc"}
+
+
+SERVER_RULES = Experiment(
+    "server-rules", "defend", "the protocol's attack against each server-side rule: no attack, right after, after "
+                              "the benign rounds (measure.rule_draws draws)",
+    server_rules, cases=("a", "b"), index=("case", "rule", "attack", "phase"),
+    figure=lambda t, cfg, path: plots.rule_attack_bars(t, "Server-side rules against the protocol's attack", path),
+    headlines=_headlines, default=False)
+
+RULE_ADAPTIVE = Experiment(
+    "rule-adaptive", "defend", "adversaries who know the rule, against the rules they were built to pass",
+    lambda cfg, cases, progress: server_rules(cfg, cases, progress, TARGETED), cases=("a", "b"),
+    index=("case", "rule", "attack", "phase"),
+    figure=lambda t, cfg, path: plots.rule_attack_bars(t, "Adversaries who know the server's rule", path),
+    headlines=_headlines, default=False)
+
+RULE_COST = Experiment(
+    "rule-cost", "defend", "what each server-side rule costs without attack (main task, rounds to the mean's)",
+    rule_cost, cases=("a", "b"), index=("case", "rule"),
+    headlines=lambda t, cfg: {f"{r.metric}_{r.rule}_{r.case}": r.value for r in t.itertuples()}, default=False)
