@@ -13,6 +13,7 @@ run attack --results-dir "$R" --experiment chance            # sanity control: n
 run attack --results-dir "$R" --experiment draws --cases a b  # spread of the one-shot attack over the adversary's draws
 run attack --results-dir "$R" --experiment boost --cases a b  # sanity control: the same attack without boosting
 run defend --results-dir "$R" --seed 0                      # defense, draws, adaptive, ablation, rounds, cost
+run defend --results-dir "$R" --experiment server-rules rule-adaptive rule-cost  # server-side rules and their adversaries
 run train --results-dir "$R" --seed 1                       # a second seed
 for d in 1 2; do run train --results-dir "$R-det$d" --seed 0 --set federation.rounds=300; done  # same seed twice
 run train --results-dir "$R-det3" --seed 1 --set federation.rounds=300                         # other seed

@@ -9,7 +9,7 @@ the per-core ceiling of a plain PyTorch loop; all measured in this one run, on t
 - federation, 1 worker: ``--rounds`` benign rounds of the profile's federation, every local
   training in this process on one thread.
 - federation, all cores: the same rounds with the clients of a round side by side in worker
-  processes (:func:`fmlbd.parallel.round_workers`); the final weights are compared bit for bit
+  processes (:func:`fmlbd.parallel.workers_for`); the final weights are compared bit for bit
   with the one-worker run.
 
 Images counted: each meta-step trains ``meta.inner_steps`` steps of ``meta.inner_batch`` images;
@@ -77,7 +77,7 @@ def main() -> None:
     cfg = load_config(args.profile, {"data.root": args.data, "data.source": "minimal",
                                      "data.test_alphabets": ["Sanskrit", "Tagalog"]})
     cores = parallel.cpu_workers()
-    workers = parallel.round_workers(cfg.federation.clients)
+    workers = parallel.workers_for(cfg.federation.clients)
     print(f"profile {args.profile}: {cfg.federation.clients} clients, buffer {cfg.federation.buffer_size}, "
           f"{cfg.meta.local_iterations} meta-step(s) x {cfg.meta.inner_steps} steps x {cfg.meta.inner_batch} images "
           f"per update; {cores} cores, {workers} worker processes; torch {torch.__version__}")
