@@ -1,8 +1,9 @@
 """Every adversary against every server-side rule (notebooks 06 and 07 run parts of this grid).
 
-    .venv/bin/python benchmarks/server_rules_grid.py [--profile quick] [--results-dir results] [--set k=v ...]
+    .venv/bin/python benchmarks/server_rules_grid.py [--profile quick] [--draws 3] [--results-dir results] [--set k=v ...]
 
-For cases (a) and (b) and ``measure.rule_draws`` draws of the adversary: backdoor accuracy (attack
+For cases (a) and (b) and ``--draws`` draws of the adversary (``measure.rule_draws``; the notebooks run
+the profile's, fewer, to stay within minutes): backdoor accuracy (attack
 training and validation set) and main task with no attack, right after the attack and after
 ``measure.dampening_rounds`` benign rounds (mean, lowest and highest draw); each rule's cost without
 attack; which rules stop the protocol's attack. Results are cached like every experiment's, so the
@@ -24,10 +25,11 @@ if __name__ == "__main__":
     p.add_argument("--profile", default="quick")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--data-root", default="data")
+    p.add_argument("--draws", type=int, default=3, help="adversary draws per rule x adversary x case")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
     cfg = load_config(args.profile, {**parse_overrides(args.set), "results_dir": args.results_dir,
-                                     "data.root": args.data_root})
+                                     "data.root": args.data_root, "measure.rule_draws": args.draws})
     start = time.perf_counter()
     table = server.server_rules(cfg, ("a", "b"), True, server.FULL_GRID)
     cost = server.rule_cost(cfg, ("a", "b"), True)

@@ -129,7 +129,7 @@ class MeasureConfig(_Section):
 
     prefix: ClassVar[str] = "measure"
     draws: int = 5                              #: adversary draws (``attack.draw`` = 0..n-1) of the draws experiments
-    rule_draws: int = 3                         #: adversary draws per server rule x attack (notebook 06)
+    rule_draws: int = 2                         #: adversary draws per server rule x attack (notebooks 06, 07)
     dampening_rounds: int = 100                 #: benign rounds after the attack (federated dampening)
     curve_every: int = 10                       #: rounds between dampening evaluations
     curve_episodes: int = 30                    #: episodes per point of the dampening / fine-tuning curves
