@@ -6,7 +6,8 @@ delta and how much each update counted in it (``1/n`` each for the mean, 0 for a
 a clipped update's scale / n). The server applies ``global += server_lr * step``.
 
 Every rule here reads each client's whole update in the clear; its ``sees`` attribute says what
-it computes from. That is the privacy cost that a local defense (:mod:`fmlbd.defense`) avoids.
+it computes from, and ``explain(updates, step)`` gives, per update, the number it decided on
+(named by ``explains``). That is the privacy cost that a local defense (:mod:`fmlbd.defense`) avoids.
 Rules with memory (a window of recent norms, a noise generator) keep it in ``state_dict()``, so a
 resumed federation aggregates as an uninterrupted one. :data:`AGGREGATIONS` names them all.
 """
@@ -41,10 +42,14 @@ class Mean:
     """The plain mean (the protocol's server)."""
 
     sees = "each update's values"
+    explains = "weight"
 
     def __call__(self, updates: torch.Tensor) -> Step:
         n = len(updates)
         return updates.mean(0), torch.full((n,), 1.0 / n)
+
+    def explain(self, updates: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        return torch.full((len(updates),), 1.0 / len(updates))
 
 
 @dataclass
@@ -54,16 +59,20 @@ class NormClip:
     follows the benign updates' size."""
 
     sees: ClassVar[str] = "each update's values and norm"
+    explains: ClassVar[str] = "clip scale"
     bound: float | None = None
     window: int = 30
     recent: list[float] = field(default_factory=list)
 
     def __call__(self, updates: torch.Tensor) -> Step:
-        norms = updates.norm(dim=1)
-        self.recent = (self.recent + norms.tolist())[-self.window:]
-        bound = self.bound if self.bound is not None else float(torch.tensor(self.recent).median())
-        scale = torch.clamp(bound / norms.clamp_min(1e-12), max=1.0)
+        self.recent = (self.recent + updates.norm(dim=1).tolist())[-self.window:]
+        scale = self.explain(updates)
         return (updates * scale[:, None]).mean(0), scale / len(updates)
+
+    def explain(self, updates: torch.Tensor, step: torch.Tensor | None = None) -> torch.Tensor:
+        """Each update's scale under the current bound (after the round: this round's norms counted)."""
+        bound = self.bound if self.bound is not None else float(torch.tensor(self.recent).median())
+        return torch.clamp(bound / updates.norm(dim=1).clamp_min(1e-12), max=1.0)
 
     def state_dict(self) -> dict:
         return {"recent": list(self.recent)}
@@ -77,10 +86,15 @@ class Median:
     dropped as a whole)."""
 
     sees = "each update's values, coordinate by coordinate"
+    explains = "share of coordinates taken"
 
     def __call__(self, updates: torch.Tensor) -> Step:
         n = len(updates)
         return updates.median(0).values, torch.full((n,), 1.0 / n)
+
+    def explain(self, updates: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """Per update, the share of the step's coordinates that are its value (ties count for each)."""
+        return (updates == step[None]).float().mean(1)
 
 
 @dataclass
@@ -89,6 +103,8 @@ class TrimmedMean:
     coordinate (needs more than ``2 * trim`` updates; with 3 updates and trim 1 it is the median)."""
 
     sees: ClassVar[str] = "each update's values, coordinate by coordinate"
+    explains: ClassVar[str] = Median.explains
+    explain = Median.explain
 
     trim: int = 1
 
@@ -108,16 +124,21 @@ class MultiKrum:
     averaged (``None``: ``n - byzantine``)."""
 
     sees: ClassVar[str] = "every pair of updates' distance, each update's values"
+    explains: ClassVar[str] = "Krum score"
 
     byzantine: int = 1
     keep: int | None = None
 
-    def __call__(self, updates: torch.Tensor) -> Step:
-        n = len(updates)
-        neighbours = max(1, n - self.byzantine - 2)
+    def explain(self, updates: torch.Tensor, step: torch.Tensor | None = None) -> torch.Tensor:
+        """Each update's Krum score (lower is kept first)."""
+        neighbours = max(1, len(updates) - self.byzantine - 2)
         distances = torch.cdist(updates[None], updates[None])[0] ** 2
         distances.fill_diagonal_(float("inf"))
-        scores = distances.sort(1).values[:, :neighbours].sum(1)
+        return distances.sort(1).values[:, :neighbours].sum(1)
+
+    def __call__(self, updates: torch.Tensor) -> Step:
+        n = len(updates)
+        scores = self.explain(updates)
         keep = self.keep if self.keep is not None else max(1, n - self.byzantine)
         chosen = scores.argsort()[:keep]
         weights = torch.zeros(n)
@@ -133,6 +154,7 @@ class Flame:
     and add Gaussian noise of standard deviation ``noise`` x that norm (seeded)."""
 
     sees: ClassVar[str] = "every pair of updates' cosine, each update's norm and values"
+    explains: ClassVar[str] = "median cosine distance"
 
     noise: float = 0.0
     seed: int = 0
@@ -141,13 +163,19 @@ class Flame:
     def __post_init__(self):
         self.generator = torch.Generator().manual_seed(self.seed)
 
+    def explain(self, updates: torch.Tensor, step: torch.Tensor | None = None) -> torch.Tensor:
+        """Each update's median cosine distance to the others (the majority with the smallest is kept)."""
+        n = len(updates)
+        if n == 1:
+            return torch.zeros(1)
+        unit = updates / updates.norm(dim=1).clamp_min(1e-12)[:, None]
+        distance = 1 - unit @ unit.T
+        return distance.masked_fill(torch.eye(n, dtype=torch.bool), float("nan")).nanmedian(1).values
+
     def __call__(self, updates: torch.Tensor) -> Step:
         n = len(updates)
         norms = updates.norm(dim=1)
-        unit = updates / norms.clamp_min(1e-12)[:, None]
-        distance = 1 - unit @ unit.T
-        spread = distance.masked_fill(torch.eye(n, dtype=torch.bool), float("nan")).nanmedian(1).values \
-            if n > 1 else torch.zeros(1)
+        spread = self.explain(updates)
         kept = spread <= spread.sort().values[n // 2]  # a majority: at least n // 2 + 1 updates
         bound = float(norms.median())
         scale = torch.where(kept, torch.clamp(bound / norms.clamp_min(1e-12), max=1.0), 0.0)

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .aggregation import Flame, Median, MultiKrum, NormClip, TrimmedMean, flatten
+from .aggregation import flatten
 from .backdoor import poisoned_episode
 from .builders import attack_clients, attack_sets, episode_sampler, make_federation, poisoned_sampler
 from .config import ExperimentConfig
@@ -121,10 +121,10 @@ def attack_round_updates(cfg: ExperimentConfig, trained: Trained) -> list:
 
 def rules_on_one_round(updates: list, rules: dict) -> pd.DataFrame:
     """Every rule of ``rules`` (name -> :mod:`fmlbd.aggregation` rule) applied to the same round of
-    ``updates``: per rule and update, its L2 norm, the weight the rule gave it, what the rule looked at
-    ("why": the clip scale for norm clipping, the share of coordinates taken from it for the median,
-    the Krum score, the median cosine distance to the others for FLAME), and the cosine of the rule's
-    step with the poisoned update. Tidy rows: rule, client, poisoned, norm, weight, why, why_value,
+    ``updates``: per rule and update, its L2 norm, the weight the rule gave it, what the rule decided on
+    ("why": the rule's ``explains`` and ``explain``, e.g. the clip scale for norm clipping, the share of
+    coordinates taken from it for the median, the Krum score, the median cosine distance to the others
+    for FLAME), and the cosine of the rule's step with the poisoned update. Tidy rows: rule, client, poisoned, norm, weight, why, why_value,
     step_norm, step_cos_poisoned."""
     flat = flatten([u.delta for u in updates])
     norms = flat.norm(dim=1)
@@ -134,31 +134,12 @@ def rules_on_one_round(updates: list, rules: dict) -> pd.DataFrame:
     for name, rule in rules.items():
         rule = copy.deepcopy(rule)  # a rule with memory sees this round as its next one, here only
         step, weights = rule(flat)
-        why, values = _why(rule, flat, step, norms)
+        why, values = rule.explains, rule.explain(flat, step)
         cos = float(F.cosine_similarity(step, bad, dim=0)) if bad is not None else float("nan")
         rows += [{"rule": name, "client": u.client, "poisoned": u.poisoned, "norm": float(norms[i]),
                   "weight": float(weights[i]), "why": why, "why_value": float(values[i]),
                   "step_norm": float(step.norm()), "step_cos_poisoned": cos} for i, u in enumerate(updates)]
     return pd.DataFrame(rows)
-
-
-def _why(rule, flat: torch.Tensor, step: torch.Tensor, norms: torch.Tensor) -> tuple[str, torch.Tensor]:
-    """What ``rule`` looked at for each update of ``flat`` [n, D] (see :func:`rules_on_one_round`)."""
-    n = len(flat)
-    if isinstance(rule, NormClip):
-        bound = rule.bound if rule.bound is not None else float(torch.tensor(rule.recent).median())
-        return "clip scale", torch.clamp(bound / norms, max=1.0)
-    if isinstance(rule, (Median, TrimmedMean)):
-        return "share of coordinates taken", (flat == step[None]).float().mean(1)
-    if isinstance(rule, MultiKrum):
-        d = torch.cdist(flat[None], flat[None])[0] ** 2
-        d.fill_diagonal_(float("inf"))
-        return "Krum score", d.sort(1).values[:, :max(1, n - rule.byzantine - 2)].sum(1)
-    if isinstance(rule, Flame):
-        unit = flat / norms[:, None]
-        d = (1 - unit @ unit.T).masked_fill(torch.eye(n, dtype=torch.bool), float("nan"))
-        return "median cosine distance", d.nanmedian(1).values
-    return "weight", torch.full((n,), 1.0 / n)
 
 
 def drift_from_poisoned(cfg: ExperimentConfig, attacked: Attacked, case: str) -> pd.DataFrame:
