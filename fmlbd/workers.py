@@ -82,19 +82,18 @@ _CACHED_FILE = {attack: lambda cfg, case: attack_path(cfg, case) / "attacked.pt"
 
 def cache_side_by_side(stage, jobs, progress: bool = True) -> None:
     """Cache the result of ``stage`` (:func:`~fmlbd.pipeline.attack` or
-    :func:`~fmlbd.pipeline.dampening_snapshots`) for every ``(config, case)`` of ``jobs``: the missing
-    pre-trained models first (:func:`pretrain_jobs`), then the missing results side by side (one
-    single-thread process each, :func:`~fmlbd.parallel.pmap`), so that the ``stage`` calls that follow
-    load them. Jobs that share a result (cases (a) and (c)) compute it once."""
-    jobs = list(jobs)
-    pretrain_jobs(jobs, progress)
+    :func:`~fmlbd.pipeline.dampening_snapshots`) for every ``(config, case)`` of ``jobs``: first the
+    pre-trained models that the missing results start from (:func:`pretrain_jobs`), then those results
+    side by side (one single-thread process each, :func:`~fmlbd.parallel.pmap`), so that the ``stage``
+    calls that follow load them. Jobs that share a result (cases (a) and (c)) compute it once."""
     missing = {}
     for cfg, case in jobs:
         missing.setdefault(_CACHED_FILE[stage](cfg, case), (cfg, case))
-    missing = {path: job for path, job in missing.items() if not path.is_file()}
-    if len(missing) <= 1:  # nothing to gain: the stage's own call computes it, with its progress bar
+    missing = [job for path, job in missing.items() if not path.is_file()]
+    if len(missing) <= 1:  # nothing to gain: the stage's own call computes it (and its model) with progress
         return
-    for cfg, case in missing.values():  # a single missing model (left by pretrain_jobs): trained once, here
+    pretrain_jobs(missing, progress)
+    for cfg, case in _missing(missing).values():  # a single missing model, left by pretrain_jobs: trained here
         pretrain(cfg, case, progress)
     if progress:
         tqdm.write(f"{stage.__name__}: {len(missing)} runs side by side")
@@ -102,7 +101,7 @@ def cache_side_by_side(stage, jobs, progress: bool = True) -> None:
     def compute(job) -> None:  # the result stays in the cache, not sent back
         stage(*job, progress=False)
 
-    pmap(compute, list(missing.values()))
+    pmap(compute, missing)
 
 
 def main(position: int) -> None:
