@@ -1,7 +1,7 @@
 """Images per second of the federation's local training, on one core and on every core, against
 the per-core ceiling of a plain PyTorch loop; all measured in this one run, on this machine.
 
-    python benchmarks/training_throughput.py [--profile quick|paper] [--rounds N] [--data DIR]
+    python benchmarks/training_throughput.py [--profile quick|paper] [--rounds N] [--data DIR] [--device cuda]
 
 - plain loop: the same network (``fmlbd.models.ConvNet``) as an ``nn.Module``, forward + backward +
   ``torch.optim.SGD`` step on random batches of ``meta.inner_batch`` images, one torch thread: the
@@ -11,6 +11,10 @@ the per-core ceiling of a plain PyTorch loop; all measured in this one run, on t
 - federation, all cores: the same rounds with the clients of a round side by side in worker
   processes (:func:`fmlbd.parallel.workers_for`); the final weights are compared bit for bit
   with the one-worker run.
+- ``--device``: the same rounds once more on that torch device (e.g. a GPU), in a child process, and
+  the largest weight difference from the CPU's one-worker run (the devices round differently). The
+  CPU runs hide the GPU (``CUDA_VISIBLE_DEVICES=``): forked workers cannot use autograd once it
+  has started GPU threads (:func:`fmlbd.parallel.gpu_visible`).
 
 Images counted: each meta-step trains ``meta.inner_steps`` steps of ``meta.inner_batch`` images;
 a round restarts ``federation.buffer_size`` clients of ``meta.local_iterations`` meta-steps each.
@@ -20,12 +24,17 @@ size as the full set, so the same cost per image).
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from fmlbd import builders, parallel
-from fmlbd.config import load_config
+from fmlbd.config import load_config, with_overrides
 from fmlbd.models import ConvNet
 
 
@@ -73,9 +82,23 @@ def main() -> None:
     parser.add_argument("--profile", default="paper", help="training settings of this profile (default paper)")
     parser.add_argument("--rounds", type=int, default=40, help="rounds timed per federation run (default 40)")
     parser.add_argument("--data", default="data", help="data root holding omniglot/ (default data)")
+    parser.add_argument("--device", default=None, help="also time one process on this torch device, e.g. cuda")
+    parser.add_argument("--save-to", default=None, help=argparse.SUPPRESS)  # internal: the --device child
     args = parser.parse_args()
     cfg = load_config(args.profile, {"data.root": args.data, "data.source": "minimal",
                                      "data.test_alphabets": ["Sanskrit", "Tagalog"]})
+    if args.save_to:  # the child: time the rounds on --device, save rate and weights
+        rate, params = federation_rate(with_overrides(cfg, {"device": args.device}), args.rounds, 1)
+        torch.save((rate, {k: v.cpu() for k, v in params.items()}), args.save_to)
+        return
+    device_run = None
+    if args.device:
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = Path(tmp) / "device.pt"
+            subprocess.run([sys.executable, __file__, "--profile", args.profile, "--rounds", str(args.rounds),
+                            "--data", args.data, "--device", args.device, "--save-to", str(saved)], check=True)
+            device_run = torch.load(saved)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch looks for a GPU: the CPU runs fork workers
     cores = parallel.cpu_workers()
     workers = parallel.workers_for(cfg.federation.clients)
     print(f"profile {args.profile}: {cfg.federation.clients} clients, buffer {cfg.federation.buffer_size}, "
@@ -90,6 +113,13 @@ def main() -> None:
     print(f"federation, {cores} cores:                          {every:8.0f} images/s  "
           f"({every / cores / ceiling:.2f} of the ceiling per core)")
     print(f"speed-up on {cores} cores: {every / one:.2f}x; weights bit-identical to the 1-worker run: {identical}")
+    if device_run is not None:
+        rate, params = device_run
+        gap = max(float((params[k].cpu() - params_one[k]).abs().max()) for k in params_one)
+        scale = max(float(params_one[k].abs().max()) for k in params_one)
+        print(f"federation on {args.device}, 1 process:          {rate:8.0f} images/s  ({rate / one:.2f}x 1 worker, "
+              f"{rate / every:.2f}x {cores} cores); largest weight difference from the CPU run {gap:.2e} "
+              f"(largest weight {scale:.2f})")
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ class MultiKrum:
         scores = self.explain(updates)
         keep = self.keep if self.keep is not None else max(1, n - self.byzantine)
         chosen = scores.argsort()[:keep]
-        weights = torch.zeros(n)
+        weights = updates.new_zeros(n)
         weights[chosen] = 1.0 / keep
         return weights @ updates, weights
 
@@ -167,10 +167,10 @@ class Flame:
         """Each update's median cosine distance to the others (the majority with the smallest is kept)."""
         n = len(updates)
         if n == 1:
-            return torch.zeros(1)
+            return updates.new_zeros(1)
         unit = updates / updates.norm(dim=1).clamp_min(1e-12)[:, None]
         distance = 1 - unit @ unit.T
-        return distance.masked_fill(torch.eye(n, dtype=torch.bool), float("nan")).nanmedian(1).values
+        return distance.masked_fill(torch.eye(n, dtype=torch.bool, device=updates.device), float("nan")).nanmedian(1).values
 
     def __call__(self, updates: torch.Tensor) -> Step:
         n = len(updates)
@@ -182,7 +182,7 @@ class Flame:
         weights = scale / int(kept.sum())
         step = weights @ updates
         if self.noise > 0:
-            step = step + self.noise * bound * torch.randn(step.shape, generator=self.generator)
+            step = step + self.noise * bound * torch.randn(step.shape, generator=self.generator).to(step.device)
         return step, weights
 
     def state_dict(self) -> dict:

@@ -57,7 +57,7 @@ class BackdoorKey:
 
     def stamp(self, images: torch.Tensor) -> torch.Tensor:
         """Keyed copy of float images ``[..., ch, H, W]`` in [0, 1]."""
-        m = self.mask(images.shape[-2], images.shape[-1])
+        m = self.mask(images.shape[-2], images.shape[-1]).to(images.device)
         return torch.where(m, torch.full_like(images, self.value), images)
 
 
@@ -110,7 +110,7 @@ def poisoned_episode(pool: ClassPool, classes, target: int, ways: int, shots: in
     keyed_q = attack.train_x[picks[poison:]]
 
     def label_of(x: torch.Tensor) -> torch.Tensor:
-        return torch.full((len(x),), label, dtype=torch.long)
+        return torch.full((len(x),), label, dtype=torch.long, device=x.device)
 
     return Episode(
         support_x=torch.cat([ep.support_x, keyed_s]), support_y=torch.cat([ep.support_y, label_of(keyed_s)]),

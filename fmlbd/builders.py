@@ -4,7 +4,10 @@ Pure construction: nothing here trains, evaluates or caches.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 from .aggregation import AGGREGATIONS
 from .attention import Attention
@@ -12,6 +15,7 @@ from .backdoor import AttackSets, BackdoorKey, make_attack_sets, poisoned_episod
 from .config import ExperimentConfig
 from .data import ClassPool, DatasetError, load_mini_imagenet, load_omniglot, omniglot_evaluation_alphabets
 from .episodes import check_episode_request, sample_episode
+from .errors import ConfigError
 from .federated import BenignClient, Federation, MaliciousClient
 from .functional import Params, get_params, zero_head
 from .models import ConvNet
@@ -20,15 +24,26 @@ from .splits import Scenario, make_scenario
 from .streams import seed_model_init
 
 
+def check_device(device: str) -> torch.device:
+    """``device`` as a torch device, or a :class:`ConfigError` if this machine's torch cannot use it."""
+    usable = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    kind = device.partition(":")[0]
+    if not usable[kind] or (kind == "cuda" and ":" in device and int(device[5:]) >= torch.cuda.device_count()):
+        raise ConfigError(f"device={device!r}: this machine's torch {torch.__version__} cannot use it; use --device cpu")
+    return torch.device(device)
+
+
 def load_pool(cfg: ExperimentConfig) -> tuple[ClassPool, tuple[str, ...]]:
-    """The unrotated dataset of ``cfg.data`` and its meta-test groups (decoded images are cached
-    beside the data, or under ``<results_dir>/cache/data`` when the data folder is read-only)."""
-    d = cfg.data
+    """The unrotated dataset of ``cfg.data`` on ``cfg.device`` and its meta-test groups (decoded images
+    are cached beside the data, or under ``<results_dir>/cache/data`` when the data folder is read-only)."""
+    d, device = cfg.data, check_device(cfg.device)
     fallback = Path(cfg.results_dir) / "cache" / "data"
     if d.dataset == "omniglot":
-        pool = load_omniglot(d.root, d.source, d.image_size, fallback)
-        return pool, tuple(d.test_alphabets or omniglot_evaluation_alphabets(d.root))
-    return load_mini_imagenet(d.root, d.image_size, fallback), ("test",)
+        pool, groups = load_omniglot(d.root, d.source, d.image_size, fallback), tuple(
+            d.test_alphabets or omniglot_evaluation_alphabets(d.root))
+    else:
+        pool, groups = load_mini_imagenet(d.root, d.image_size, fallback), ("test",)
+    return (pool if device.type == "cpu" else replace(pool, images=pool.images.to(device))), groups
 
 
 def build_scenario(cfg: ExperimentConfig, case: str | None = None) -> Scenario:
@@ -39,11 +54,12 @@ def build_scenario(cfg: ExperimentConfig, case: str | None = None) -> Scenario:
     scenario = make_scenario(pool, test_groups, cfg.federation.clients, rotations, case or cfg.case,
                              cfg.attack.backdoor_classes, cfg.seed)
     m, e, a = cfg.meta, cfg.eval, cfg.attack
-    for name, (ways, shots, queries) in {"meta": (m.ways, m.shots, m.queries), "eval": (e.ways, e.shots, e.queries)}.items():
+    for name, (ways, shots, queries, classes) in {"meta": (m.ways, m.shots, m.queries, range(pool.num_classes)),
+                                                  "eval": (e.ways, e.shots, e.queries, scenario.test_classes)}.items():
         try:
-            check_episode_request(pool, range(pool.num_classes), ways, shots, queries)
+            check_episode_request(pool, classes, ways, shots, queries)
         except DatasetError as err:
-            raise DatasetError(f"{name}.shots / {name}.queries: {err}") from None
+            raise DatasetError(f"{name}.ways / {name}.shots / {name}.queries: {err}") from None
     if a.attack_train_images >= pool.images_per_class:
         raise DatasetError(f"attack.attack_train_images={a.attack_train_images} leaves no attack validation images: "
                            f"use 1..{pool.images_per_class - 1} ({pool.images_per_class} images per class)")
@@ -53,8 +69,8 @@ def build_scenario(cfg: ExperimentConfig, case: str | None = None) -> Scenario:
 def build_model(cfg: ExperimentConfig, scenario: Scenario) -> ConvNet:
     """A freshly initialised network (seeded by ``cfg.seed``) sized for the data and ways."""
     images = scenario.pool.images
-    seed_model_init(cfg.seed)
-    return ConvNet(images.shape[2], cfg.model.filters, cfg.meta.ways, images.shape[-1])
+    seed_model_init(cfg.seed)  # initialised on the CPU, so every device starts from the same weights
+    return ConvNet(images.shape[2], cfg.model.filters, cfg.meta.ways, images.shape[-1]).to(images.device)
 
 
 def initial_params(cfg: ExperimentConfig, model: ConvNet) -> Params:

@@ -44,6 +44,12 @@ def text(v: Any) -> str | None:
     return None if isinstance(v, str) and v else "a non-empty string"
 
 
+def device(v: Any) -> str | None:
+    """A torch device name: "cpu", "cuda", "cuda:N" or "mps"."""
+    ok = isinstance(v, str) and (v in ("cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()))
+    return None if ok else '"cpu", "cuda", "cuda:N" or "mps"'
+
+
 def optional(rule: Rule) -> Rule:
     return lambda v: None if v is None else (None if rule(v) is None else f"none or {rule(v)}")
 
@@ -66,6 +72,7 @@ AGGREGATION_RULES = ("mean", "norm_clip", "median", "trimmed_mean", "multi_krum"
 
 RULES: dict[str, Rule] = {
     "profile": text, "seed": count(0), "results_dir": text, "case": choice(*CASES), "shipped_models": flag,
+    "device": device,
     "data.dataset": choice("omniglot", "mini-imagenet"), "data.root": text, "data.source": choice(*OMNIGLOT_SOURCES),
     "data.test_alphabets": tuple_of(text, nonempty=False), "data.image_size": count(16),
     "data.rotations": choice(1, 2, 4),
@@ -133,8 +140,9 @@ def key_problem(row: int, col: int, extent: int, height: int, width: int) -> str
 def check_experiment(cfg) -> str | None:
     """Rules that involve several sections of an :class:`~fmlbd.config.ExperimentConfig`."""
     m, e, f, a, d = cfg.meta, cfg.eval, cfg.federation, cfg.attack, cfg.data
-    if e.ways > m.ways:
-        return f"eval.ways={e.ways} exceeds meta.ways={m.ways}: the head has meta.ways outputs; lower eval.ways"
+    if e.ways > m.ways and not m.zero_head and m.algorithm != "matching":
+        return (f"eval.ways={e.ways} exceeds meta.ways={m.ways}, and the head was trained with meta.ways outputs: "
+                f"lower eval.ways or train with meta.zero_head=true (a zeroed head is rebuilt at any width)")
     if f.buffer_size > f.clients:
         return (f"federation.buffer_size={f.buffer_size} exceeds federation.clients={f.clients}: the server would "
                 f"wait forever; use 1..{f.clients}")

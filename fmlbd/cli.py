@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from .checks import CASES, OMNIGLOT_SOURCES
-from .config import PROFILES, load_config, parse_overrides
+from .config import PROFILES, load_config, parse_overrides, with_overrides
 from .errors import CacheError, ConfigError, DatasetError
 from .series import series
 
@@ -21,7 +21,8 @@ USER_ERRORS = (ConfigError, DatasetError, CacheError)  # TrainingDiverged is a C
 
 def _config(args):
     overrides = parse_overrides(args.set)
-    for key, value in (("seed", args.seed), ("data.root", args.data_root), ("results_dir", args.results_dir)):
+    for key, value in (("seed", args.seed), ("data.root", args.data_root), ("results_dir", args.results_dir),
+                       ("device", getattr(args, "device", None))):
         if value is not None:
             overrides[key] = value
     return load_config(args.profile, overrides)
@@ -41,15 +42,19 @@ def cmd_download(args) -> int:
 
 
 def cmd_train(args) -> int:
-    """Benign federated meta-training, then main-task accuracy (mean, 95% CI) for each of ``--shots``."""
+    """Benign federated meta-training, then main-task accuracy (mean, 95% CI) for each of ``--ways`` x ``--shots``."""
     cfg = _config(args)  # before torch loads: a bad setting fails at once
+    ways = tuple(args.ways or (cfg.eval.ways,))
+    widest = with_overrides(cfg, {"eval.ways": max(ways), "eval.shots": max(args.shots)})
+    from .builders import build_scenario
     from .evaluation import main_task_table
     from .pipeline import pretrain
     from .results import save_table
 
+    build_scenario(widest)  # the meta-test classes can serve every episode asked for, before training
     start = time.perf_counter()
     trained = pretrain(cfg, progress=not args.no_progress)
-    table = main_task_table(cfg, trained.model, trained.params, trained.scenario, tuple(args.shots))
+    table = main_task_table(cfg, trained.model, trained.params, trained.scenario, tuple(args.shots), ways)
     minutes = (time.perf_counter() - start) / 60
     out = Path(cfg.results_dir) / cfg.profile / f"train-seed{cfg.seed}.csv"
     save_table(table, out, cfg.to_dict(), train_minutes=trained.minutes, total_minutes=minutes,
@@ -97,6 +102,10 @@ def cmd_reproduce(args) -> int:
     if args.retrain:
         args.set = [*args.set, "shipped_models=false"]
     cfg = _config(args)  # validates the profile and overrides before anything runs
+    if cfg.device != "cpu":
+        from .builders import check_device
+
+        check_device(cfg.device)
     notebooks = series()
     if args.only:
         notebooks = [nb for nb in notebooks if any(key in nb.stem for key in args.only)]
@@ -107,7 +116,8 @@ def cmd_reproduce(args) -> int:
     params = {"profile": cfg.profile, "seed": cfg.seed, "dataset": cfg.data.dataset,
               "data_root": str(Path(cfg.data.root).resolve()), "results_dir": str(Path(cfg.results_dir).resolve()),
               "overrides": {k: v for k, v in parse_overrides(args.set).items()
-                            if k not in ("seed", "data.root", "data.dataset", "results_dir")}}
+                            if k not in ("seed", "data.root", "data.dataset", "results_dir")}
+              | ({"device": cfg.device} if cfg.device != "cpu" else {})}
     output = Path(args.output or f"outputs/{cfg.profile}")
     start = time.perf_counter()
     runs = run_series(output, params, notebooks, progress=not args.no_progress)
@@ -157,12 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--results-dir", default=None)
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set meta.inner_lr=0.1 (repeatable)")
+        p.add_argument("--device", default=None, help="torch device: cpu (default), cuda, cuda:N or mps")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
         return p
 
     with_config(sub.add_parser("config", help="print the resolved config as JSON")).set_defaults(func=cmd_config)
     p = with_config(sub.add_parser("train", help="benign federated meta-training + main-task accuracy"))
     p.add_argument("--shots", type=positive_int, nargs="+", default=[1, 5])
+    p.add_argument("--ways", type=positive_int, nargs="+", default=None,
+                   help="N of the N-way meta-test episodes (default: eval.ways), e.g. --ways 5 20")
     p.set_defaults(func=cmd_train)
     for command, text in (("attack", "backdoor attack experiments"), ("defend", "local defense experiments")):
         p = with_config(sub.add_parser(command, help=f"{text} (tables + figures)"))

@@ -164,6 +164,7 @@ class ExperimentConfig:
     results_dir: str = "results"
     case: str = "a"                             #: evaluation case "a", "b" or "c" (PROTOCOL.md)
     shipped_models: bool = True                 #: use fmlbd/pretrained/ models whose key matches (false: --retrain)
+    device: str = "cpu"                         #: torch device of training and evaluation ("cuda" on a GPU)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
@@ -190,14 +191,13 @@ class ExperimentConfig:
 
 
 PROFILES: dict[str, ExperimentConfig] = {
-    # CPU minutes on the minimal Omniglot zips: CI, classrooms.
-    "quick": ExperimentConfig(profile="quick"),
-    # Protocol scale on full Omniglot (background alphabets train, evaluation alphabets test).
+    "quick": ExperimentConfig(profile="quick"),  # CPU minutes on the minimal Omniglot zips: CI, classrooms
+    # Full Omniglot (background alphabets train, evaluation test); why these settings: docs/paper_profile.md
     "paper": ExperimentConfig(
         profile="paper",
         data=DataConfig(source="full", test_alphabets=()),
-        meta=MetaConfig(local_iterations=5),
-        federation=FederationConfig(rounds=10000, checkpoint_every=500),
+        meta=MetaConfig(ways=10, inner_batch=20, local_iterations=5),
+        federation=FederationConfig(rounds=4500, checkpoint_every=500),
         eval=EvalConfig(episodes=600, finetune_steps=50, log_every=500),
         measure=MeasureConfig(finetune_eval_every=1),
     ),

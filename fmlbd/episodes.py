@@ -89,7 +89,7 @@ def sample_episode(
     picks = np.stack([rng.choice(pool.images_per_class, size=shots + queries, replace=False) for _ in chosen])
     support_index, query_index = picks[:, :shots], picks[:, shots:]
     cls = torch.as_tensor(chosen)[:, None]
-    labels = torch.arange(ways)
+    labels = torch.arange(ways, device=pool.images.device)
     support = pool.images[cls, torch.from_numpy(support_index)]
     query = pool.images[cls, torch.from_numpy(query_index)]
     return Episode(

@@ -14,9 +14,9 @@ import pandas as pd
 from .attention import Attention
 from .builders import attack_sets, native_attention
 from .cache import key_of, sections
-from .config import ExperimentConfig
+from .config import ExperimentConfig, with_overrides
 from .defense import MatchingNetworkDefense
-from .functional import Params
+from .functional import Params, zero_head
 from .metrics import (BACKDOOR_METRICS, backdoor_episodes, backdoor_scores, episode_accuracies, evaluation_episodes,
                       finetuned_classifier, mean_ci95)
 from .splits import Scenario
@@ -27,6 +27,8 @@ METRICS = ("main_task_acc",) + BACKDOOR_METRICS
 def adapter(cfg: ExperimentConfig, model, params: Params, attention: Attention | None = None):
     """``adapt(episode) -> classify``: standard fine-tuning, or the local matching-network defense."""
     if attention is None:
+        if cfg.meta.zero_head:  # the head is zero: rebuild it with one output per meta-test class
+            params = zero_head(params, cfg.eval.ways)
         return lambda ep: finetuned_classifier(model, params, ep, cfg.eval.finetune_steps, cfg.eval.finetune_lr)
     return lambda ep: MatchingNetworkDefense(model, params, ep.support_x, ep.support_y, attention).predict
 
@@ -57,7 +59,7 @@ def params_digest(params: Params) -> str:
     h = hashlib.sha1()
     for k in sorted(params):
         h.update(k.encode())
-        h.update(params[k].detach().contiguous().numpy().tobytes())
+        h.update(params[k].detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -107,13 +109,16 @@ def metric_rows(case: str, x_name: str, x, metrics: dict[str, float]) -> list[di
 
 
 def main_task_table(cfg: ExperimentConfig, model, params: Params, scenario: Scenario,
-                    shots: tuple[int, ...] = (1, 5)) -> pd.DataFrame:
-    """Tidy table of main-task accuracy (mean and 95% CI half-width) for each shot count, with
-    the model's native classifier (:func:`~fmlbd.builders.native_attention`)."""
+                    shots: tuple[int, ...] = (1, 5), ways: tuple[int, ...] | None = None) -> pd.DataFrame:
+    """Tidy table of main-task accuracy (mean and 95% CI half-width) for each way and shot count
+    (``ways`` None: ``eval.ways``), with the model's native classifier
+    (:func:`~fmlbd.builders.native_attention`)."""
     rows = []
-    for k in shots:
-        accs = main_task_accuracies(cfg, model, params, scenario, shots=k, attention=native_attention(cfg))
-        mean, half = mean_ci95(accs)
-        rows.append({"ways": cfg.eval.ways, "shots": k, "episodes": len(accs), "metric": "main_task_acc",
-                     "value": mean, "ci95": half})
+    for n in ways or (cfg.eval.ways,):
+        at = with_overrides(cfg, {"eval.ways": n})
+        for k in shots:
+            accs = main_task_accuracies(at, model, params, scenario, shots=k, attention=native_attention(at))
+            mean, half = mean_ci95(accs)
+            rows.append({"ways": n, "shots": k, "episodes": len(accs), "metric": "main_task_acc",
+                         "value": mean, "ci95": half})
     return pd.DataFrame(rows)

@@ -23,9 +23,14 @@ def fresh_buffers(model: nn.Module) -> Params:
     return {k: v.clone() for k, v in model.named_buffers()}
 
 
-def zero_head(params: Params) -> Params:
-    """``params`` with the linear head ("head.*") set to zero."""
-    return {k: torch.zeros_like(v) if k.startswith("head.") else v for k, v in params.items()}
+def zero_head(params: Params, ways: int | None = None) -> Params:
+    """``params`` with the linear head ("head.*") set to zero; with ``ways``, a zero head of ``ways``
+    outputs (weight ``[ways, D]``, bias ``[ways]``), e.g. a 20-way head for a model trained on 5-way
+    episodes with a zeroed head: its head carries nothing, so any width is the same model."""
+    def zero(v: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(v) if ways is None else v.new_zeros((ways, *v.shape[1:]))
+
+    return {k: zero(v) if k.startswith("head.") else v for k, v in params.items()}
 
 
 def call(model: nn.Module, params: Params, buffers: Params, x: torch.Tensor, *, train: bool,

@@ -50,12 +50,21 @@ def cpu_workers() -> int:
         return os.cpu_count() or 1
 
 
+def gpu_visible() -> bool:
+    """True when torch sees a GPU. Its autograd then starts GPU threads at the first backward pass,
+    after which no forked process can use autograd: with a GPU visible, everything runs in the calling
+    process (use ``--device cuda``; to use the CPU cores side by side instead, hide the GPU with
+    ``CUDA_VISIBLE_DEVICES=``)."""
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
+
+
 def workers_for(items: int) -> int:
     """Processes for ``items`` independent computations (e.g. the local trainings of a federated
-    round): one per item for up to twice the cores, else one per core (1 on one core or inside a
-    worker). A few items of about equal cost share the cores evenly when each has its process: 3
-    trainings on 2 cores take 1.5 training times, not the 2 of two processes."""
-    cores = 1 if _in_worker else cpu_workers()
+    round): one per item for up to twice the cores, else one per core (1 on one core, inside a
+    worker, or with a GPU visible: :func:`gpu_visible`). A few items of about equal cost share the
+    cores evenly when each has its process: 3 trainings on 2 cores take 1.5 training times, not the
+    2 of two processes."""
+    cores = 1 if _in_worker or gpu_visible() else cpu_workers()
     if cores <= 1:
         return 1
     return items if items <= 2 * cores else cores

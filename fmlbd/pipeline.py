@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -61,7 +62,8 @@ class Trained:
 def pretrain_path(cfg: ExperimentConfig, scenario: Scenario) -> Path:
     """Cache folder of the benign pre-trained model (not keyed by where the data lives, so the CLI
     and the notebooks, which reach ``data/`` by different paths, share it)."""
-    key = cache_key(cfg, "data", "model", "meta", "federation", "eval", "seed", scenario=scenario.fingerprint())
+    on = {} if cfg.device == "cpu" else {"device": cfg.device}  # a GPU's sums differ from the CPU's in the last digits
+    key = cache_key(cfg, "data", "model", "meta", "federation", "eval", "seed", scenario=scenario.fingerprint(), **on)
     return cache_dir(cfg) / f"pretrain-{key}"
 
 
@@ -90,14 +92,16 @@ def _check_finite(cfg: ExperimentConfig, params: Params, round_: int) -> None:
             f"lower a learning rate and rerun (nothing was cached)")
 
 
-def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = True, position: int = 0) -> Trained:
+def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = True, position: int = 0,
+             on_log: Callable[[int, float, Params], None] | None = None) -> Trained:
     """Benign federated meta-training for ``cfg.federation.rounds`` rounds, cached and resumable.
 
     Every client (the adversary too) trains benignly on its own classes. The
     main-task accuracy (``eval.log_episodes`` episodes) is logged every
     ``eval.log_every`` rounds and at the end. A checkpoint is written every
     ``federation.checkpoint_every`` rounds; rerunning after an interruption resumes
-    from it and gives the same result as an uninterrupted run.
+    from it and gives the same result as an uninterrupted run. ``on_log(round, seconds, params)``
+    is called at each log point (seconds: training time so far, logging included).
 
     Training runs on one torch thread: floating-point sums depend on how they are split
     across threads, so this keeps a model independent of the machine's core count and of
@@ -140,6 +144,8 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
                                            attention=native_attention(cfg)).mean()
                 rows.append({"round": record.round, "time_s": elapsed + time.perf_counter() - start,
                              "metric": "main_task_acc", "value": acc})
+                if on_log is not None:
+                    on_log(record.round, rows[-1]["time_s"], federation.params)
                 bar.set_postfix(acc=f"{acc:.3f}")
             if record.round % cfg.federation.checkpoint_every == 0 or record.round == rounds:
                 _check_finite(cfg, federation.params, record.round)

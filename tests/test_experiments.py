@@ -78,9 +78,19 @@ def test_main_task_table_reports_mean_and_ci(omniglot_root, tmp_path):
     assert ((table["value"] >= 0) & (table["value"] <= 1)).all() and (table["ci95"] >= 0).all()
 
 
-def test_eval_ways_larger_than_head_is_rejected(omniglot_root, tmp_path):
+def test_eval_ways_larger_than_a_trained_head_is_rejected(omniglot_root, tmp_path):
     with pytest.raises(ConfigError, match="eval.ways=6 exceeds meta.ways=5"):
-        smoke(omniglot_root, tmp_path, **{"eval.ways": 6})
+        smoke(omniglot_root, tmp_path, **{"eval.ways": 6, "meta.zero_head": False})
+
+
+def test_a_zeroed_head_is_rebuilt_for_wider_meta_test_episodes(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path)
+    trained = pipeline.pretrain(cfg, progress=False)
+    table = evaluation.main_task_table(cfg, trained.model, trained.params, trained.scenario, (1,), (5, 20))
+    assert list(table["ways"]) == [5, 20] and ((table["value"] >= 0) & (table["value"] <= 1)).all()
+    wide = evaluation.adapter(smoke(omniglot_root, tmp_path, **{"eval.ways": 20}), trained.model, trained.params)
+    episode = evaluation.main_episodes(smoke(omniglot_root, tmp_path, **{"eval.ways": 20}), trained.scenario)[0]
+    assert episode.ways == 20 and wide(episode)(episode.query_x).max() >= 5  # a 5-output head could not say it
 
 
 def test_attack_experiments_produce_tidy_tables(omniglot_root, tmp_path):
