@@ -93,6 +93,11 @@ class Server:
         return record
 
 
+def random_streams(seed: int, clients: int) -> list[np.random.Generator]:
+    """The federation's random generators: the upload delays', then one per client."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(clients + 1)]
+
+
 class Federation:
     """Event-driven simulation of ``clients`` around one :class:`Server`.
 
@@ -109,9 +114,7 @@ class Federation:
         self.clients = clients
         self.server = Server(params, buffer_size, server_lr, aggregation)
         self.delay_spread = delay_spread
-        seeds = np.random.SeedSequence(seed).spawn(len(clients) + 1)
-        self.delay_rng = np.random.default_rng(seeds[0])
-        self.client_rngs = [np.random.default_rng(s) for s in seeds[1:]]
+        self.delay_rng, *self.client_rngs = random_streams(seed, len(clients))
         self.clock = 0.0
         self.in_flight: list[Update] = []
         self.idle: set[int] = set(range(len(clients)))  # clients waiting for a new global model

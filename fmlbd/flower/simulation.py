@@ -1,0 +1,32 @@
+"""Flower's Simulation Engine on one machine: the ServerApp and ClientApp of this package, one virtual
+SuperNode per client, started from Python (``flwr run`` with a local-simulation federation runs the
+same apps from ``flower/pyproject.toml``)."""
+from __future__ import annotations
+
+import pandas as pd
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+from flwr.simulation import run_simulation
+
+from ..config import ExperimentConfig
+from . import client_app
+from .server_app import Run, buffered_run, scores
+
+
+def simulate(cfg: ExperimentConfig, cpus_per_client: float = 1.0, verbose: bool = False) -> tuple[Run, pd.DataFrame]:
+    """Pre-train and attack on the Simulation Engine; the run and its scores (see
+    :func:`fmlbd.flower.server_app.buffered_run` and :func:`~fmlbd.flower.server_app.scores`).
+    ``cpus_per_client``: CPUs each virtual client reserves (1 on 2 cores: two train at a time)."""
+    done: dict[str, Run] = {}
+    server = ServerApp()
+
+    @server.main()
+    def _main(grid: Grid, context: Context) -> None:
+        done["run"] = buffered_run(grid, cfg)
+
+    run_simulation(server_app=server, client_app=client_app.app, num_supernodes=cfg.federation.clients,
+                   backend_config={"client_resources": {"num_cpus": cpus_per_client, "num_gpus": 0.0}},
+                   verbose_logging=verbose)
+    if "run" not in done:
+        raise RuntimeError("the Flower simulation ended without finishing the run; rerun with verbose=True")
+    return done["run"], scores(cfg, done["run"])
