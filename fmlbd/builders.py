@@ -60,6 +60,10 @@ def build_scenario(cfg: ExperimentConfig, case: str | None = None) -> Scenario:
             check_episode_request(pool, classes, ways, shots, queries)
         except DatasetError as err:
             raise DatasetError(f"{name}.ways / {name}.shots / {name}.queries: {err}") from None
+    smallest = min(len(c) for c in scenario.client_classes)
+    if smallest < m.ways:
+        raise DatasetError(f"federation.clients={cfg.federation.clients}: the smallest client share holds {smallest} "
+                           f"classes, fewer than meta.ways={m.ways}: use fewer clients, data.rotations=4 or the full data")
     if a.attack_train_images >= pool.images_per_class:
         raise DatasetError(f"attack.attack_train_images={a.attack_train_images} leaves no attack validation images: "
                            f"use 1..{pool.images_per_class - 1} ({pool.images_per_class} images per class)")

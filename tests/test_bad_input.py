@@ -67,6 +67,7 @@ CLI_PROBES = [
     (["train", "--set", "eval.ways=6", "--set", "meta.zero_head=false"], "eval.ways=6 exceeds meta.ways=5"),
     (["train", "--ways", "5", "200"], "eval.ways / eval.shots / eval.queries: cannot draw a 200-way episode"),
     (["train", "--device", "tpu"], 'device must be "cpu", "cuda", "cuda:N" or "mps"'),
+    (["train", "--set", "federation.clients=100"], "federation.clients=100: the smallest client share holds 1 classes"),
     (["reproduce", "--device", "cuda:x"], 'device must be "cpu", "cuda", "cuda:N" or "mps"'),
     (["attack", "--experiment", "one_shot"], "unknown experiment 'one_shot'; did you mean one-shot"),
     (["defend", "--experiment", "one-shot"], "'one-shot' is an experiment of `attack`"),

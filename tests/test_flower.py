@@ -9,7 +9,9 @@ import time
 
 import pandas as pd
 import pytest
+import torch
 
+from fmlbd import pipeline
 from fmlbd.config import load_config
 
 if os.environ.get("FMLBD_REQUIRE_FLOWER") != "1":
@@ -42,6 +44,14 @@ def test_simulation_engine_runs_the_buffered_federation(omniglot_root, tmp_path)
     run, table = simulate(cfg)
     check_buffered_run(pd.DataFrame(run.updates), cfg)
     assert set(table["phase"]) == {"pre-trained", "attacked"} and table["value"].between(0, 1).all()
+
+
+def test_simulation_engine_can_start_from_the_pretrained_model(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path)
+    run, _ = simulate(cfg, pretrained=True)
+    trained = pipeline.pretrain(cfg, progress=False)
+    assert all(torch.equal(run.models["pre-trained"][k], trained.params[k]) for k in trained.params)
+    assert run.records[0].round == cfg.federation.rounds + 1 and run.records[-1].poisoned
 
 
 def test_deployment_engine_with_four_supernodes_on_localhost(omniglot_root, tmp_path):

@@ -2,8 +2,9 @@
 
     python -m fmlbd.flower simulate [--profile quick] [--seed 0] [--set KEY=VALUE ...]
                                     [--data-root data] [--results-dir results] [--cpus-per-client 1]
+                                    [--start scratch|pretrained]
 
-Pre-trains for ``federation.rounds`` rounds, lets the adversary (client 0) attack, prints a progress
+Pre-trains for ``federation.rounds`` rounds (or starts from fmlbd's pre-trained model), lets the adversary (client 0) attack, prints a progress
 line every ``eval.log_every`` rounds and the four metrics after pre-training and right after the
 attack, and saves them (``<results-dir>/<profile>/flower-seed<seed>.csv``, one row per aggregated
 update in ``flower-updates-seed<seed>.csv``). Across machines: docs/flower.md.
@@ -27,6 +28,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default="data")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--cpus-per-client", type=float, default=1.0, help="CPUs each virtual client reserves")
+    p.add_argument("--start", choices=("scratch", "pretrained"), default="scratch",
+                   help="pre-train on Flower, or start from fmlbd's pre-trained model (only the attack runs)")
     args = parser.parse_args(argv)
     try:
         overrides = parse_overrides(args.set) | {"data.root": args.data_root, "results_dir": args.results_dir}
@@ -41,7 +44,7 @@ def main(argv=None) -> int:
     from .server_app import save_run
     from .simulation import simulate
 
-    run, table = simulate(cfg, args.cpus_per_client)
+    run, table = simulate(cfg, args.cpus_per_client, args.start == "pretrained")
     out = save_run(cfg, run, table)
     print(table.pivot(index="metric", columns="phase", values="value").to_string())
     print(f"{len(run.records)} rounds in {run.seconds / 60:.2f} min; tables in {out}")

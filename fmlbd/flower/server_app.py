@@ -9,7 +9,9 @@ poisoned update has been aggregated, and scores the global model at both points
 (:func:`fmlbd.evaluation.attack_metrics`).
 
 Run config (``flwr run`` / pyproject ``[tool.flwr.app.config]``): ``profile``, ``seed``, ``set``
-(space-separated ``KEY=VALUE`` overrides, as the CLI's ``--set``), ``data-root``, ``results-dir``.
+(space-separated ``KEY=VALUE`` overrides, as the CLI's ``--set``), ``data-root``, ``results-dir``,
+``start`` ("scratch": pre-train on Flower; "pretrained": start from fmlbd's pre-trained model, so
+only the attack runs on Flower).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from ..builders import aggregation_rule, build_model, build_scenario, initial_pa
 from ..config import ExperimentConfig, load_config, parse_overrides
 from ..evaluation import attack_metrics, main_task_accuracies
 from ..federated import RoundRecord, Server, Update
+from ..pipeline import pretrain
 from ..results import save_table
 from .records import record_weights, task
 
@@ -55,16 +58,21 @@ def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
     return nodes[:count]
 
 
-def buffered_run(grid: Grid, cfg: ExperimentConfig, poll: float = 0.01, node_timeout: float = 120.0,
-                 log=print) -> Run:
+def buffered_run(grid: Grid, cfg: ExperimentConfig, pretrained: bool = False, poll: float = 0.01,
+                 node_timeout: float = 120.0, log=print) -> Run:
     """Pre-train for ``federation.rounds`` rounds, then run until a poisoned update was aggregated.
+    ``pretrained``: start from the global model of :func:`fmlbd.pipeline.pretrain` instead (cached, or
+    shipped with fmlbd), at version ``federation.rounds``: only the attack runs on Flower.
     Every ``eval.log_every`` rounds, and at the attack, ``log`` gets a line with the round, its clients
     and their staleness, and the global model's main-task accuracy (``eval.log_episodes`` episodes)."""
     scenario = build_scenario(cfg)
     model = build_model(cfg, scenario)
-    server = Server(initial_params(cfg, model), cfg.federation.buffer_size, cfg.federation.server_lr,
-                    aggregation_rule(cfg))
     run, start = Run(), time.monotonic()
+    params = initial_params(cfg, model)
+    if pretrained:
+        params = run.models["pre-trained"] = pretrain(cfg, progress=False).params
+    server = Server(params, cfg.federation.buffer_size, cfg.federation.server_lr, aggregation_rule(cfg))
+    server.version = cfg.federation.rounds if pretrained else 0
     pending: dict[str, int] = {}  # message id -> node
 
     def send(nodes) -> None:
@@ -150,7 +158,10 @@ def save_run(cfg: ExperimentConfig, run: Run, table: pd.DataFrame) -> Path:
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     cfg = config_of(dict(context.run_config))
-    run = buffered_run(grid, cfg)
+    start = str(context.run_config.get("start", "scratch"))
+    if start not in ("scratch", "pretrained"):
+        raise ValueError(f"run config start={start!r}: use 'scratch' or 'pretrained'")
+    run = buffered_run(grid, cfg, pretrained=start == "pretrained")
     table = scores(cfg, run)
     save_run(cfg, run, table)
     print(table.pivot(index="metric", columns="phase", values="value").to_string())

@@ -13,16 +13,18 @@ from . import client_app
 from .server_app import Run, buffered_run, scores
 
 
-def simulate(cfg: ExperimentConfig, cpus_per_client: float = 1.0, verbose: bool = False) -> tuple[Run, pd.DataFrame]:
-    """Pre-train and attack on the Simulation Engine; the run and its scores (see
-    :func:`fmlbd.flower.server_app.buffered_run` and :func:`~fmlbd.flower.server_app.scores`).
-    ``cpus_per_client``: CPUs each virtual client reserves (1 on 2 cores: two train at a time)."""
+def simulate(cfg: ExperimentConfig, cpus_per_client: float = 1.0, pretrained: bool = False,
+             verbose: bool = False) -> tuple[Run, pd.DataFrame]:
+    """Pre-train (or, ``pretrained``, start from fmlbd's pre-trained model) and attack on the Simulation
+    Engine; the run and its scores (see :func:`fmlbd.flower.server_app.buffered_run` and
+    :func:`~fmlbd.flower.server_app.scores`). ``cpus_per_client``: CPUs each virtual client reserves
+    (1 on 2 cores: two train at a time)."""
     done: dict[str, Run] = {}
     server = ServerApp()
 
     @server.main()
     def _main(grid: Grid, context: Context) -> None:
-        done["run"] = buffered_run(grid, cfg)
+        done["run"] = buffered_run(grid, cfg, pretrained)
 
     run_simulation(server_app=server, client_app=client_app.app, num_supernodes=cfg.federation.clients,
                    backend_config={"client_resources": {"num_cpus": cpus_per_client, "num_gpus": 0.0}},
