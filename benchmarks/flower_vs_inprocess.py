@@ -18,10 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from fmlbd import pipeline
-from fmlbd.builders import native_attention
 from fmlbd.config import load_config
-from fmlbd.evaluation import attack_metrics
-from fmlbd.flower.server_app import save_run
+from fmlbd.flower.server_app import phase_scores, save_run
 from fmlbd.flower.simulation import simulate
 
 
@@ -30,11 +28,8 @@ def in_process(cfg) -> tuple[pd.DataFrame, float]:
     attacked = pipeline.attack(cfg)
     seconds = time.perf_counter() - start
     trained = attacked.trained
-    rows = [{"phase": phase, "metric": m, "value": v}
-            for phase, params in (("pre-trained", trained.params), ("attacked", attacked.after))
-            for m, v in attack_metrics(cfg, trained.model, params, trained.scenario, cfg.case,
-                                       attention=native_attention(cfg)).items()]
-    return pd.DataFrame(rows), seconds
+    return phase_scores(cfg, trained.model, trained.scenario,
+                        {"pre-trained": trained.params, "attacked": attacked.after}), seconds
 
 
 def main() -> None:

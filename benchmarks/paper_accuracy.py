@@ -26,8 +26,7 @@ import pandas as pd
 
 from fmlbd.builders import build_scenario
 from fmlbd.config import load_config, parse_overrides, with_overrides
-from fmlbd.evaluation import main_task_accuracies, main_task_table
-from fmlbd.metrics import mean_ci95
+from fmlbd.evaluation import main_task_table
 from fmlbd.pipeline import pretrain, pretrain_path
 from fmlbd.plots import save
 from fmlbd.results import atomic_torch_save, load_torch, save_table
@@ -35,16 +34,13 @@ from fmlbd.results import atomic_torch_save, load_torch, save_table
 
 def curve(cfg, model, scenario, snapshots: Path, episodes: int) -> pd.DataFrame:
     """5- and 20-way 1-shot accuracy (mean, 95% CI) of every kept copy of the global model."""
-    rows = []
+    at = with_overrides(cfg, {"eval.episodes": episodes})
+    tables = []
     for path in sorted(snapshots.glob("round-*.pt")):
         saved = load_torch(path)
-        for ways in (5, 20):
-            accs = main_task_accuracies(with_overrides(cfg, {"eval.ways": ways}), model, saved["params"], scenario,
-                                        shots=1, episodes=episodes)
-            mean, half = mean_ci95(accs)
-            rows.append({"round": saved["round"], "minutes": saved["seconds"] / 60, "ways": ways, "shots": 1,
-                         "episodes": episodes, "value": mean, "ci95": half})
-    return pd.DataFrame(rows)
+        table = main_task_table(at, model, saved["params"], scenario, (1,), (5, 20))
+        tables.append(table.assign(round=saved["round"], minutes=saved["seconds"] / 60))
+    return pd.concat(tables, ignore_index=True)[["round", "minutes", "ways", "shots", "episodes", "value", "ci95"]]
 
 
 def figure(table: pd.DataFrame, path: Path, reference: dict[int, float]) -> None:

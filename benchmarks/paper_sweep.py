@@ -36,8 +36,7 @@ def run_one(name: str, minutes: float, episodes: int, data: str) -> dict:
     """Train candidate ``name`` for ``minutes`` and score it (runs in its own process)."""
     from fmlbd import builders
     from fmlbd.config import load_config, with_overrides
-    from fmlbd.evaluation import main_task_accuracies
-    from fmlbd.metrics import mean_ci95
+    from fmlbd.evaluation import main_task_table
     from fmlbd.parallel import one_thread
 
     cfg = load_config("paper", {"data.root": data, **BASE, **CANDIDATES[name]})
@@ -51,10 +50,10 @@ def run_one(name: str, minutes: float, episodes: int, data: str) -> dict:
         trained_s = time.perf_counter() - start
         fed.close()
         row = {"candidate": name, "settings": CANDIDATES[name], "rounds": fed.version, "train_s": round(trained_s, 1)}
-        for ways in (5, 20):
-            accs = main_task_accuracies(with_overrides(cfg, {"eval.ways": ways}), model, fed.params, scenario,
-                                        shots=1, episodes=episodes)
-            row[f"{ways}-way 1-shot"], row[f"{ways}-way ci95"] = (round(v, 4) for v in mean_ci95(accs))
+        table = main_task_table(with_overrides(cfg, {"eval.episodes": episodes}), model, fed.params, scenario,
+                                (1,), (5, 20))
+        for r in table.itertuples():
+            row[f"{r.ways}-way 1-shot"], row[f"{r.ways}-way ci95"] = round(r.value, 4), round(r.ci95, 4)
     return row
 
 

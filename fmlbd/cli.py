@@ -22,7 +22,7 @@ USER_ERRORS = (ConfigError, DatasetError, CacheError)  # TrainingDiverged is a C
 def _config(args):
     overrides = parse_overrides(args.set)
     for key, value in (("seed", args.seed), ("data.root", args.data_root), ("results_dir", args.results_dir),
-                       ("device", getattr(args, "device", None))):
+                       ("device", args.device)):
         if value is not None:
             overrides[key] = value
     return load_config(args.profile, overrides)

@@ -28,8 +28,11 @@ from ..builders import aggregation_rule, build_model, build_scenario, initial_pa
 from ..config import ExperimentConfig, load_config, parse_overrides
 from ..evaluation import attack_metrics, main_task_accuracies
 from ..federated import RoundRecord, Server, Update
+from ..functional import Params
+from ..models import ConvNet
 from ..pipeline import pretrain
 from ..results import save_table
+from ..splits import Scenario
 from .records import record_weights, task
 
 app = ServerApp()
@@ -39,8 +42,10 @@ app = ServerApp()
 class Run:
     """What a buffered run produced: the round records, one row per aggregated update (round, client,
     base version, staleness, poisoned, L2 norm of its delta) and the global model after pre-training
-    and right after the attack."""
+    and right after the attack; with the model and scenario that score them."""
 
+    model: ConvNet
+    scenario: Scenario
     records: list[RoundRecord] = field(default_factory=list)
     updates: list[dict] = field(default_factory=list)
     models: dict = field(default_factory=dict)
@@ -65,12 +70,16 @@ def buffered_run(grid: Grid, cfg: ExperimentConfig, pretrained: bool = False, po
     shipped with fmlbd), at version ``federation.rounds``: only the attack runs on Flower.
     Every ``eval.log_every`` rounds, and at the attack, ``log`` gets a line with the round, its clients
     and their staleness, and the global model's main-task accuracy (``eval.log_episodes`` episodes)."""
-    scenario = build_scenario(cfg)
-    model = build_model(cfg, scenario)
-    run, start = Run(), time.monotonic()
-    params = initial_params(cfg, model)
+    start = time.monotonic()
     if pretrained:
-        params = run.models["pre-trained"] = pretrain(cfg, progress=False).params
+        trained = pretrain(cfg, progress=False)
+        run, params = Run(trained.model, trained.scenario), trained.params
+        run.models["pre-trained"] = params
+    else:
+        scenario = build_scenario(cfg)
+        run = Run(build_model(cfg, scenario), scenario)
+        params = initial_params(cfg, run.model)
+    model, scenario = run.model, run.scenario
     server = Server(params, cfg.federation.buffer_size, cfg.federation.server_lr, aggregation_rule(cfg))
     server.version = cfg.federation.rounds if pretrained else 0
     pending: dict[str, int] = {}  # message id -> node
@@ -126,15 +135,18 @@ def buffered_run(grid: Grid, cfg: ExperimentConfig, pretrained: bool = False, po
     return run
 
 
+def phase_scores(cfg: ExperimentConfig, model, scenario: Scenario, models: dict[str, Params]) -> pd.DataFrame:
+    """Tidy ``phase, metric, value``: the four metrics (:func:`fmlbd.evaluation.attack_metrics`) of
+    each global model in ``models`` (phase -> weights), with the config's native classifier."""
+    return pd.DataFrame([{"phase": phase, "metric": metric, "value": value}
+                         for phase, params in models.items()
+                         for metric, value in attack_metrics(cfg, model, params, scenario, cfg.case,
+                                                             attention=native_attention(cfg)).items()])
+
+
 def scores(cfg: ExperimentConfig, run: Run) -> pd.DataFrame:
     """The four metrics of the global model after pre-training and right after the attack."""
-    scenario = build_scenario(cfg)
-    model = build_model(cfg, scenario)
-    rows = [{"phase": phase, "metric": metric, "value": value}
-            for phase, params in run.models.items()
-            for metric, value in attack_metrics(cfg, model, params, scenario, cfg.case,
-                                                attention=native_attention(cfg)).items()]
-    return pd.DataFrame(rows)
+    return phase_scores(cfg, run.model, run.scenario, run.models)
 
 
 def config_of(run_config: dict) -> ExperimentConfig:
