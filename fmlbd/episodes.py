@@ -35,8 +35,8 @@ class Episode:
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float32 in [0, 1]."""
-    return images.float().div_(255.0)
+    """uint8 images -> floats in [0, 1], of torch's default dtype (float32 unless changed)."""
+    return images.to(torch.get_default_dtype()).div_(255.0)
 
 
 def check_episode_request(pool: ClassPool, classes: Sequence[int], ways: int, shots: int, queries: int) -> None:

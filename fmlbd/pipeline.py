@@ -33,10 +33,9 @@ from .splits import Scenario
 from .streams import stream
 
 
-#: shipped pre-trained models: ``pretrain-<key>.pt`` with the federation state, log, trace and config
+#: shipped pre-trained models: ``pretrain-<key>.pt`` with the federation state, log, config and the
+#: :func:`fmlbd.fingerprint.reference_trace` of the code that trained them
 SHIPPED = Path(__file__).parent / "pretrained"
-#: the round whose weights :func:`pretrain` records as its trace (a check that code still trains the same)
-TRACE_ROUND = 10
 
 
 class TrainingDiverged(ConfigError):
@@ -78,12 +77,6 @@ def is_pretrained(cfg: ExperimentConfig, path: Path) -> bool:
     return (path / "final.pt").is_file() or shipped_model(cfg, path) is not None
 
 
-def trace(params: Params) -> dict[str, float]:
-    """L2 norm (float64) of every weight tensor: a fingerprint of a model that tolerates the last-digit
-    differences between CPUs but not a change in what is computed."""
-    return {k: float(v.double().norm()) for k, v in sorted(params.items())}
-
-
 def _check_finite(cfg: ExperimentConfig, params: Params, round_: int) -> None:
     if not all_finite(params):
         raise TrainingDiverged(
@@ -105,9 +98,8 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
 
     Training runs on one torch thread: floating-point sums depend on how they are split
     across threads, so this keeps a model independent of the machine's core count and of
-    the command that trained it (the CLI and the notebooks share the cache). The weights' norms
-    at round :data:`TRACE_ROUND` are kept as the model's ``trace``. A model shipped with fmlbd
-    (:data:`SHIPPED`) under the same key is used unless ``cfg.shipped_models`` is false.
+    the command that trained it (the CLI and the notebooks share the cache). A model shipped
+    with fmlbd (:data:`SHIPPED`) under the same key is used unless ``cfg.shipped_models`` is false.
     """
     scenario = build_scenario(cfg, case)
     model = build_model(cfg, scenario)
@@ -120,11 +112,11 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
 
     federation = make_federation(cfg, model, initial_params(cfg, model), benign_clients(cfg, scenario))
     rows: list[dict] = []
-    elapsed, fingerprint = 0.0, None
+    elapsed = 0.0
     if checkpoint.is_file():
         saved = load_torch(checkpoint)
         federation.load_state_dict(saved["state"])
-        rows, elapsed, fingerprint = saved["log"], saved["elapsed"], saved.get("trace")
+        rows, elapsed = saved["log"], saved["elapsed"]
     write_json({"config": cfg.to_dict(), "scenario": scenario.fingerprint()}, path / "config.json")
 
     rounds = cfg.federation.rounds
@@ -136,8 +128,6 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
         while federation.version < rounds:
             record = federation.step()
             bar.update(1)
-            if record.round == min(TRACE_ROUND, rounds):
-                fingerprint = trace(federation.params)
             if record.round % log_every == 0 or record.round == rounds:
                 _check_finite(cfg, federation.params, record.round)
                 acc = main_task_accuracies(cfg, model, federation.params, scenario, episodes=log_episodes,
@@ -149,13 +139,13 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
                 bar.set_postfix(acc=f"{acc:.3f}")
             if record.round % cfg.federation.checkpoint_every == 0 or record.round == rounds:
                 _check_finite(cfg, federation.params, record.round)
-                atomic_torch_save({"state": federation.state_dict(), "log": rows, "trace": fingerprint,
+                atomic_torch_save({"state": federation.state_dict(), "log": rows,
                                    "elapsed": elapsed + time.perf_counter() - start}, checkpoint)
     finally:
         bar.close()
         federation.close()
     spent = time.perf_counter() - start
-    atomic_torch_save({"state": federation.state_dict(), "log": rows, "trace": fingerprint}, final)
+    atomic_torch_save({"state": federation.state_dict(), "log": rows}, final)
     checkpoint.unlink(missing_ok=True)
     return Trained(model, scenario, federation.state_dict(), pd.DataFrame(rows), path, spent / 60)
 

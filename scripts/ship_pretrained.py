@@ -6,8 +6,8 @@ Ships the benign federation of cases (a)/(c) and (b), the defended (features-onl
 of both, and the benign federation under each server-side rule of notebook 06
 (``fmlbd.experiments.server.RULES``), each trained from scratch (``shipped_models=false``; a model
 already in the results folder's cache is reused), two side by side. Each file holds the federation state, the training log,
-the weights' trace at round ``pipeline.TRACE_ROUND`` and the config: ``tests/test_pretrained.py``
-fails when the current code would train something else. Rerun this after such a change.
+the config and the code's :func:`fmlbd.fingerprint.reference_trace`: ``tests/test_pretrained.py`` fails when the
+current code would train something else. Rerun this after such a change.
 """
 import sys
 from pathlib import Path
@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fmlbd.config import load_config, with_overrides  # noqa: E402
 from fmlbd.experiments.defense import defended_config  # noqa: E402
 from fmlbd.experiments.server import RULES  # noqa: E402
+from fmlbd.fingerprint import reference_trace  # noqa: E402
 from fmlbd.pipeline import SHIPPED, pretrain  # noqa: E402
 from fmlbd.results import atomic_torch_save, load_torch  # noqa: E402
 from fmlbd.workers import pretrain_cases  # noqa: E402
@@ -33,10 +34,8 @@ if __name__ == "__main__":
         for case in CASES:
             trained = pretrain(c, case)
             saved = load_torch(trained.path / "final.pt")
-            if saved.get("trace") is None:
-                raise SystemExit(f"{trained.path} was trained without a trace: delete it and rerun")
             out = SHIPPED / f"{trained.path.name}.pt"
             config = c.to_dict() | {"case": case, "shipped_models": True, "results_dir": "results"}
-            atomic_torch_save({**saved, "config": config}, out)
+            atomic_torch_save({**saved, "trace": reference_trace(c, case), "config": config}, out)
             print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB): {c.meta.algorithm}, "
                   f"{c.federation.aggregation}, case ({case})")
