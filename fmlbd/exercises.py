@@ -1,7 +1,9 @@
 """Checks for the notebooks' lab exercises: each takes the learner's answer and the run's own results,
 and returns a :class:`Verdict` that says whether the answer is right and why (shown as Markdown).
 
-An answer left at ``None`` is "not answered yet", never an error, so the notebooks run headless.
+An answer left at ``None`` is "not answered yet", never an error, so the notebooks run headless. Answers
+are parsed by their type (``True`` or "yes", "Lower" or "lower", 0.2 or "1/5"); one of the wrong form
+gets a "Not yet" that names the form to use, never a traceback and never the truth value of a string.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from .answers import WrongForm, choice, integer, integers, number, yes_no
 from .backdoor import BackdoorKey
 from .splits import Scenario
 
@@ -29,10 +32,16 @@ UNANSWERED = Verdict(None, "set your answer in the cell above, run it, then run 
 
 
 def answered(check):
-    """A check whose first argument is the answer: ``None`` gives :data:`UNANSWERED` before any data is read."""
+    """A check whose first argument is the answer: ``None`` gives :data:`UNANSWERED` before any data is
+    read, and an answer of the wrong form (:class:`WrongForm`) a "Not yet" that says which form to use."""
     @functools.wraps(check)
     def wrapper(answer, *args, **kwargs):
-        return UNANSWERED if answer is None else check(answer, *args, **kwargs)
+        if answer is None:
+            return UNANSWERED
+        try:
+            return check(answer, *args, **kwargs)
+        except WrongForm as err:
+            return Verdict(False, str(err))
     return wrapper
 
 
@@ -41,18 +50,16 @@ def _verdict(right: bool, why: str) -> Verdict:
     return Verdict(bool(right), why)
 
 
-def _choice(answer, options: tuple[str, ...]) -> str | None:
-    if answer not in options:
-        raise ValueError(f"answer with one of {options}, not {answer!r}")
-    return answer
-
-
 # --- 01 threat model -------------------------------------------------------------------------------
 
 def key_in_top_left(row: int | None, col: int | None, cfg) -> Verdict:
     """Move the key so that every pixel it writes lies in the image's top-left quarter."""
     if row is None or col is None:
         return UNANSWERED
+    try:
+        row, col = integers((row, col), "whole numbers for the row and the column")
+    except WrongForm as err:
+        return Verdict(False, str(err))
     a, size = cfg.attack, cfg.data.image_size
     try:
         mask = BackdoorKey(a.key_pattern, row, col, a.key_size, a.key_gap, a.key_value).mask(size, size)
@@ -69,7 +76,8 @@ def key_in_top_left(row: int | None, col: int | None, cfg) -> Verdict:
 def clients_with_backdoor_classes(answer: set[int] | None, scenario: Scenario) -> Verdict:
     """Which clients train on at least one backdoor class (benignly)?"""
     truth = {i for i, own in enumerate(scenario.client_classes) if set(own) & set(scenario.backdoor_classes)}
-    return _verdict(set(answer) == truth,
+    given = set(integers(answer, "a set of client numbers, e.g. {0, 2} (an empty set() for none)"))
+    return _verdict(given == truth,
                     f"{f'clients {sorted(truth)} hold' if truth else 'no client holds'} a backdoor class. In cases "
                     f"(a) and (c) the benign "
                     f"clients share the backdoor classes; in case (b) nobody trains on them, so nothing counters "
@@ -81,7 +89,7 @@ def clients_with_backdoor_classes(answer: set[int] | None, scenario: Scenario) -
 @answered
 def boost_prediction(prediction: str | None, boost_table: pd.DataFrame) -> Verdict:
     """Without the boost, is backdoor accuracy right after the attack "higher" or "lower" than with it?"""
-    _choice(prediction, ("higher", "lower"))
+    prediction = choice(prediction, ("higher", "lower"))
     v = boost_table[boost_table["metric"] == "backdoor_train_acc"].pivot(index="case", columns="boost", values="value")
     plain, boosted = v[1.0], v[max(v.columns)]
     truth = "lower" if (plain < boosted).all() else "higher" if (plain > boosted).all() else "mixed"
@@ -94,9 +102,12 @@ def boost_prediction(prediction: str | None, boost_table: pd.DataFrame) -> Verdi
 @answered
 def attack_round_and_staleness(answer: tuple[int, int] | None, timeline: pd.DataFrame) -> Verdict:
     """In which round did the server aggregate the poisoned update, and with what staleness?"""
+    given = integers(answer, "two whole numbers, (round, staleness)")
+    if len(given) != 2:
+        raise WrongForm(f"Answer with two whole numbers, (round, staleness), not {answer!r}.")
     hit = timeline[timeline["poisoned"]].iloc[0]
     truth = (int(hit["round"]), int(hit["staleness"]))
-    return _verdict(tuple(answer) == truth,
+    return _verdict(tuple(given) == truth,
                     f"round {truth[0]}, staleness {truth[1]}: the adversary trained on global version "
                     f"{int(hit['base_version'])}, and the server applied its update in round {truth[0]}.")
 
@@ -109,7 +120,7 @@ def case_c_weaker(prediction: bool | None, table: pd.DataFrame) -> Verdict:
     last = table[(table["round"] == table["round"].max()) & (table["metric"] == "backdoor_train_acc")]
     v = last.set_index("case")["value"]
     truth = bool(v["c"] < v["a"])
-    return _verdict(bool(prediction) == truth,
+    return _verdict(yes_no(prediction) == truth,
                     f"{v['c']:.2f} (c) vs {v['a']:.2f} (a). In case (c) the user's support set holds clean images of "
                     f"the backdoor classes, so fine-tuning pulls keyed images of those characters back to their class.")
 
@@ -119,7 +130,7 @@ def drifted_past_attack_step(prediction: bool | None, drift: pd.DataFrame) -> Ve
     """After the last round, is the global model farther from the poisoned model than the attack's own step?"""
     last = drift.sort_values("round").iloc[-1]
     truth = bool(last["distance"] > last["attack_step"])
-    return _verdict(bool(prediction) == truth,
+    return _verdict(yes_no(prediction) == truth,
                     f"after {int(last['round'])} rounds the distance is {last['distance']:.2f}, the attack's step "
                     f"{last['attack_step']:.2f}. Benign rounds move the model a long way, yet the backdoor metric "
                     f"falls slowly: they move it mostly in directions the backdoor does not depend on.")
@@ -131,7 +142,7 @@ def drifted_past_attack_step(prediction: bool | None, drift: pd.DataFrame) -> Ve
 def p_target_before_finetuning(answer: float | None, cfg) -> Verdict:
     """Before any fine-tuning step, what probability does the model give the target class for a keyed image?"""
     truth = 1 / cfg.eval.ways
-    return _verdict(abs(answer - truth) < 0.01,
+    return _verdict(abs(number(answer) - truth) < 0.01,
                     f"{truth:.2f} = 1/N: the head starts at zero (the zeroing trick), so all N logits are equal and "
                     f"every class gets the same probability, whatever the features.")
 
@@ -141,7 +152,7 @@ def larger_lr_removes_backdoor(prediction: bool | None, trace: pd.DataFrame) -> 
     """With the learner's larger fine-tuning rate, does p(target | keyed image) end below 0.5?"""
     p = trace[trace["metric"] == "p(target | keyed image)"].sort_values("step")["value"]
     truth = bool(p.iloc[-1] < 0.5)
-    return _verdict(bool(prediction) == truth,
+    return _verdict(yes_no(prediction) == truth,
                     f"p(target | keyed image) goes from {p.iloc[1]:.2f} after the first step to {p.iloc[-1]:.2f} at "
                     f"the end. The support set has no keyed images, so nothing in the loss aims at the key: "
                     + ("only the large steps' side effects move keyed images off the target." if truth else
@@ -154,7 +165,7 @@ def larger_lr_removes_backdoor(prediction: bool | None, trace: pd.DataFrame) -> 
 def temperature_prediction(prediction: str | None, ablation: pd.DataFrame, case: str = "a") -> Verdict:
     """At the largest shot count, does softmax attention at T = 1 give "higher" or "lower" main-task
     accuracy than at the smallest temperature of the ablation?"""
-    _choice(prediction, ("higher", "lower"))
+    prediction = choice(prediction, ("higher", "lower"))
     sub = ablation[(ablation["shots"] == ablation["shots"].max()) & (ablation["kernel"] == "softmax")
                    & (ablation["metric"] == "main_task_acc") & (ablation["case"] == case)].set_index("temperature")
     low, high = sub["value"][sub.index.min()], sub["value"][sub.index.max()]
@@ -172,7 +183,7 @@ def keyed_moves_towards_target(answer: str | None, projection: pd.DataFrame) -> 
     rise = keyed.groupby(["model", "phase"])["cos_target"].mean().unstack("phase")
     rise = (rise["after"] - rise["before"]).to_dict()
     truth = max(rise, key=rise.get)
-    return _verdict(answer == truth,
+    return _verdict(choice(answer, tuple(sorted(rise))) == truth,
                     "rise of the keyed images' cosine to the target: " + ", ".join(f"{v:+.2f} ({k})" for k, v in rise.items())
                     + ". The backdoor is a place in feature space: keyed images are mapped next to the target.")
 
@@ -185,7 +196,7 @@ def update_dropped_by_krum(answer: int | None, one_round: pd.DataFrame) -> Verdi
     krum = one_round[one_round["rule"] == "multi_krum"].set_index("client")
     dropped = krum[krum["weight"] == 0].index.tolist()
     scores = ", ".join(f"client {c}: {v:.3g}" for c, v in krum["why_value"].items())
-    return _verdict(answer in dropped, f"Krum scores (sum of squared distances to the nearest other update) are "
+    return _verdict(integer(answer, "a client number") in dropped, f"Krum scores (sum of squared distances to the nearest other update) are "
                                        f"{scores}; the highest is dropped: client {dropped[0]}.")
 
 
@@ -199,7 +210,7 @@ def updates_for_trimmed_mean_to_differ(answer: int | None, dimensions: int = 100
     truth = next(n for n in range(3, 10)
                  if not torch.equal(*(rule(torch.randn(n, dimensions, generator=g.manual_seed(seed)))[0]
                                       for rule in (TrimmedMean(1), Median()))))
-    return _verdict(answer == truth, f"with {truth - 1} updates, dropping the largest and the smallest value of a "
+    return _verdict(integer(answer, "a whole number of updates") == truth, f"with {truth - 1} updates, dropping the largest and the smallest value of a "
                                      f"coordinate leaves exactly the median; with {truth} two values are left and "
                                      f"their mean is not the (lower) median.")
 
@@ -217,7 +228,7 @@ def under_the_bound_plants_more(prediction: str | None, table: pd.DataFrame, cas
     """Under norm clipping, does the adversary that scales its update to just under the bound plant "more"
     backdoor (above the no-attack level, right after the attack, by more than 0.05) than the protocol's
     boosted one, or "not more"? ``table``: the server-rule tables of both adversaries together."""
-    _choice(prediction, ("more", "not more"))
+    prediction = choice(prediction, ("more", "not more"))
     under, boosted = (_excess(table, case, "norm_clip", a) for a in ("under the bound", "boosted"))
     truth = "more" if under > boosted + 0.05 else "not more"
     return _verdict(prediction == truth,
@@ -230,7 +241,7 @@ def under_the_bound_plants_more(prediction: str | None, table: pd.DataFrame, cas
 def median_takes_more_of_the_disguised(prediction: str | None, shaped: pd.DataFrame) -> Verdict:
     """Does the coordinate-wise median take "more" or "fewer" of its coordinates from the disguised update
     than from the boosted one (walk-through of notebook 07: rows rule, attack, poisoned, why_value)?"""
-    _choice(prediction, ("more", "fewer"))
+    prediction = choice(prediction, ("more", "fewer"))
     share = shaped[(shaped["rule"] == "median") & shaped["poisoned"]].set_index("attack")["why_value"]
     truth = "more" if share["disguised"] > share["boosted"] else "fewer"
     return _verdict(prediction == truth,

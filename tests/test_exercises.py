@@ -1,4 +1,5 @@
 """Each exercise check says "not yet" to a wrong answer, "right" to the solution, and waits for None."""
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -81,6 +82,40 @@ def test_an_unanswered_exercise_is_not_an_error(check, wrong, right, data):
     assert call(check, answer, data).ok is None
 
 
-def test_a_choice_outside_the_options_is_an_error():
-    with pytest.raises(ValueError, match="answer with one of"):
-        ex.boost_prediction("same", boost_table(0.5, 0.9))
+FORMS = [  # (check, data, right answers in every accepted form, wrong answers, answers of the wrong form)
+    (ex.key_in_top_left, (CFG,), [(0, 0), ("0", "0"), (2.0, 3.0), (np.int64(1), 1)], [(22, 22), (-3, 0)],
+     [("a", 0), (0.5, 0), (True, 0), ([0], 0)]),
+    (ex.clients_with_backdoor_classes, (scenario((1, 2, 3)),), [{1, 2, 3}, [3, 2, 1], (1, 2, 3), {"1", "2", "3"}],
+     [set(), {1, 2}, [0, 1, 2, 3]], ["1, 2, 3", 123, [1, 2, "x"], {1.5}]),
+    (ex.boost_prediction, (boost_table(0.5, 0.9),), ["lower", "Lower", " LOWER "], ["higher", "Higher"],
+     [True, 1, "less", ["lower"]]),
+    (ex.attack_round_and_staleness, (TIMELINE,), [(7, 1), [7, 1], ("7", "1"), (7.0, 1.0)], [(8, 0), (7, 2), (7, 0)],
+     ["7, 1", 7, (7,), (7, 1, 0), (7.5, 1)]),
+    (ex.case_c_weaker, (DAMPENING,), [True, "yes", "True", " YES ", np.bool_(True)], [False, "no", "false", "No"],
+     ["maybe", 1, 0, "c", [True]]),
+    (ex.drifted_past_attack_step, (DRIFT,), [True, "Yes", "true"], [False, "No", "False"], ["farther", 1.0, [True]]),
+    (ex.p_target_before_finetuning, (CFG,), [0.2, "0.2", "1/5", "20%", " 1 / 5 ", np.float32(0.2)], [0.5, "1/2", 1],
+     ["one fifth", True, "", float("nan"), [0.2], "1/0"]),
+    (ex.larger_lr_removes_backdoor, (TRACE,), [False, "False", "no", "NO"], [True, "yes"], ["nope", 0, "0.5"]),
+    (ex.temperature_prediction, (ABLATION,), ["lower", "Lower"], ["higher", "HIGHER"], ["low", 0.8, True]),
+    (ex.keyed_moves_towards_target, (PROJECTION,), ["undefended", "Undefended", " UNDEFENDED"], ["defended", "Defended"],
+     ["both", 1, True]),
+    (ex.update_dropped_by_krum, (ONE_ROUND,), [0, "0", 0.0, np.int64(0)], [1, 3, "3"], ["client 0", True, 0.5, [0]]),
+    (ex.updates_for_trimmed_mean_to_differ, (), [4, "4", 4.0], [3, 5, "3"], ["four", 4.5, True]),
+    (ex.under_the_bound_plants_more, (RULE_TABLE,), ["not more", "Not More", "not  more"], ["more", "MORE"],
+     ["less", False, 0]),
+    (ex.median_takes_more_of_the_disguised, (SHAPED,), ["more", "More"], ["fewer", "Fewer"], ["less", True, 1]),
+]
+
+
+@pytest.mark.parametrize("check, data, right, wrong, malformed", FORMS, ids=lambda x: getattr(x, "__name__", None))
+def test_answers_are_parsed_by_type_and_a_wrong_form_is_named_not_raised(check, data, right, wrong, malformed):
+    assert len(right) + len(wrong) + len(malformed) >= 4
+    for answer in right:
+        assert call(check, answer, data).ok is True, answer
+    for answer in wrong:
+        verdict = call(check, answer, data)
+        assert verdict.ok is False and not verdict.message.startswith("Answer "), answer
+    for answer in malformed:
+        verdict = call(check, answer, data)
+        assert verdict.ok is False and verdict.message.startswith("Answer ") and repr(answer) in verdict.message, answer
