@@ -135,6 +135,8 @@ def main() -> None:
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--plant", choices=sorted(PLANTS), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.models < 1:
+        ap.error(f"--models must be >= 1, not {a.models}")
     if a.child:
         return child(a.models, a.data, a.plant, a.float32)
 

@@ -4,7 +4,7 @@ A trained float32 model is no such fingerprint. CPUs and torch builds round diff
 vectorised kernels, oneDNN's and MKL's instruction sets), already in the initial weights (one
 unit in the last place), and federated training amplifies a last-bit difference like a new
 draw: after 10 quick-profile rounds the weights' norms of two CPUs differ by 1e-4 relative, a
-batch-norm shift's by 1e-1. In float64 the same differences stay near 1e-15 after those rounds,
+batch-norm shift's by 1e-1. In float64 the same differences stay near 1e-14 after those rounds,
 so a tolerance of :data:`TRACE_RTOL` is met on any CPU while a change of what is computed (one
 inner step more, another random stream, a learning rate off by a part per million) is not;
 ``benchmarks/trace_robustness.py`` measures both.
