@@ -28,8 +28,9 @@ def yes_no(answer) -> bool:
 
 def choice(answer, options: tuple[str, ...]) -> str:
     """One of ``options`` (lower-case words), in any case, surrounding spaces ignored."""
-    if isinstance(answer, str) and " ".join(answer.lower().split()) in options:
-        return " ".join(answer.lower().split())
+    words = " ".join(answer.lower().split()) if isinstance(answer, str) else None
+    if words in options:
+        return words
     raise WrongForm(f"Answer with one of {', '.join(repr(o) for o in options)}, not {answer!r}.")
 
 
@@ -60,11 +61,12 @@ def integer(answer, what: str = "a whole number") -> int:
     return int(value)
 
 
-def integers(answer, what: str) -> list[int]:
-    """Whole numbers given as a set, list or tuple (not a string)."""
-    if isinstance(answer, (str, bytes)) or not isinstance(answer, (set, frozenset, list, tuple)):
-        raise WrongForm(f"Answer with {what}, not {answer!r}.")
+def integers(answer, what: str, count: int | None = None) -> list[int]:
+    """Whole numbers given as a set, list or tuple (not a string); exactly ``count`` of them if given."""
+    wrong = WrongForm(f"Answer with {what}, not {answer!r}.")
+    if not isinstance(answer, (set, frozenset, list, tuple)) or count not in (None, len(answer)):
+        raise wrong
     try:
         return [integer(a) for a in answer]
     except WrongForm:
-        raise WrongForm(f"Answer with {what}, not {answer!r}.") from None
+        raise wrong from None

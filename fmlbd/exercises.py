@@ -57,7 +57,7 @@ def key_in_top_left(row: int | None, col: int | None, cfg) -> Verdict:
     if row is None or col is None:
         return UNANSWERED
     try:
-        row, col = integers((row, col), "whole numbers for the row and the column")
+        row, col = integers((row, col), "whole numbers for the row and the column", count=2)
     except WrongForm as err:
         return Verdict(False, str(err))
     a, size = cfg.attack, cfg.data.image_size
@@ -102,9 +102,7 @@ def boost_prediction(prediction: str | None, boost_table: pd.DataFrame) -> Verdi
 @answered
 def attack_round_and_staleness(answer: tuple[int, int] | None, timeline: pd.DataFrame) -> Verdict:
     """In which round did the server aggregate the poisoned update, and with what staleness?"""
-    given = integers(answer, "two whole numbers, (round, staleness)")
-    if len(given) != 2:
-        raise WrongForm(f"Answer with two whole numbers, (round, staleness), not {answer!r}.")
+    given = integers(answer, "two whole numbers, (round, staleness)", count=2)
     hit = timeline[timeline["poisoned"]].iloc[0]
     truth = (int(hit["round"]), int(hit["staleness"]))
     return _verdict(tuple(given) == truth,
