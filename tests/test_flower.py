@@ -1,7 +1,8 @@
 """The federation on Flower, run for real (no mocks): the Simulation Engine, and the Deployment Engine
-with a SuperLink and four SuperNodes as processes on localhost, insecure and with TLS + SuperNode
-authentication. Needs the extra ``pip install -e ".[flower]"`` (CI installs it and sets
-FMLBD_REQUIRE_FLOWER=1, so there these tests run or fail, never skip)."""
+with a SuperLink and four SuperNodes as processes on localhost, with TLS + SuperNode authentication
+(the classroom set-up; insecure mode differs only in the flags the processes start with). Needs the
+extra ``pip install -e ".[flower]"`` (CI installs it and sets FMLBD_REQUIRE_FLOWER=1, so there these
+tests run or fail, never skip)."""
 from __future__ import annotations
 
 import os
@@ -54,17 +55,7 @@ def test_simulation_engine_can_start_from_the_pretrained_model(omniglot_root, tm
     assert run.records[0].round == cfg.federation.rounds + 1 and run.records[-1].poisoned
 
 
-def test_deployment_engine_with_four_supernodes_on_localhost(omniglot_root, tmp_path):
-    cfg = smoke(omniglot_root, tmp_path / "results")
-    with LocalDeployment(tmp_path / "flwr", omniglot_root, cfg.federation.clients) as deployment:
-        deployment.run({"profile": "smoke", "data-root": str(omniglot_root), "results-dir": str(tmp_path / "results")})
-    updates = pd.read_csv(tmp_path / "results" / "smoke" / "flower-updates-seed0.csv")
-    check_buffered_run(updates, cfg)
-    scores = pd.read_csv(tmp_path / "results" / "smoke" / "flower-seed0.csv")
-    assert set(scores["phase"]) == {"pre-trained", "attacked"}
-
-
-def test_tls_and_supernode_authentication_admit_only_registered_nodes(omniglot_root, tmp_path):
+def test_deployment_engine_with_tls_and_four_authenticated_supernodes_on_localhost(omniglot_root, tmp_path):
     keys = make_credentials(tmp_path / "keys", ["127.0.0.1"], 5)["ca.crt"].parent
     cfg = smoke(omniglot_root, tmp_path / "results")
     with LocalDeployment(tmp_path / "flwr", omniglot_root, cfg.federation.clients, keys) as deployment:
@@ -76,6 +67,8 @@ def test_tls_and_supernode_authentication_admit_only_registered_nodes(omniglot_r
         code = intruder.poll()  # read before the deployment stops every process it started
         link = (tmp_path / "flwr" / "superlink.log").read_text()
     check_buffered_run(pd.read_csv(tmp_path / "results" / "smoke" / "flower-updates-seed0.csv"), cfg)
+    scores = pd.read_csv(tmp_path / "results" / "smoke" / "flower-seed0.csv")
+    assert set(scores["phase"]) == {"pre-trained", "attacked"}
     node = (tmp_path / "flwr" / "supernode-0-node-4.log").read_text()
     assert code is not None and code != 0 and "Failed to activate SuperNode" in node, node
     assert "No SuperNode found with the given public key" in link and "running on https://" in link  # TLS
