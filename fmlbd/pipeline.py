@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .builders import attack_clients, benign_clients, build_model, build_scenario, initial_params, make_federation, \
     native_attention

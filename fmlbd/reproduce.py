@@ -13,17 +13,16 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .results import environment_info, write_json
 from .series import series
 
 
-def record_headlines(output_dir: str | Path, notebook: str, numbers: dict[str, float]) -> Path:
-    """Save a notebook's headline numbers (name -> value) for the series summary."""
-    path = Path(output_dir) / "summary" / f"{notebook}.json"
-    write_json({k: float(v) for k, v in numbers.items()}, path)
-    return path
+def record_headlines(output_dir: str | Path, notebook: str, numbers: dict[str, float]) -> None:
+    """Save a notebook's headline numbers (name -> value) to ``<output_dir>/summary/<notebook>.json``
+    for the series summary."""
+    write_json({k: float(v) for k, v in numbers.items()}, Path(output_dir) / "summary" / f"{notebook}.json")
 
 
 def summary_table(output_dir: str | Path) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .builders import build_scenario
 from .config import ExperimentConfig, config_from_dict
