@@ -88,19 +88,31 @@ def main_task_accuracies(cfg: ExperimentConfig, model, params: Params, scenario:
     return _main_task_memo[memo].copy()
 
 
-def attack_metrics(cfg: ExperimentConfig, model, params: Params, scenario: Scenario, case: str,
-                   episodes: int | None = None, attention: Attention | None = None,
-                   keyed: bool = True) -> dict[str, float]:
-    """The four metrics of PROTOCOL.md for ``params`` (means over ``episodes`` episodes each),
+def attack_scores(cfg: ExperimentConfig, model, params: Params, scenario: Scenario, case: str,
+                  episodes: int | None = None, attention: Attention | None = None,
+                  keyed: bool = True) -> dict[str, np.ndarray]:
+    """Per-episode values of the four metrics of PROTOCOL.md for ``params``: ``{metric: [episodes]}``,
     with standard fine-tuning or, given ``attention``, the local matching-network classifier.
     ``keyed=False`` scores the attack images without the key: the rate at which they fall
     on the target class anyway (the chance control for backdoor accuracy)."""
-    out = {"main_task_acc": float(main_task_accuracies(cfg, model, params, scenario, episodes=episodes,
-                                                       attention=attention).mean())}
+    out = {"main_task_acc": main_task_accuracies(cfg, model, params, scenario, episodes=episodes, attention=attention)}
     eps = backdoor_test_episodes(cfg, scenario, case, episodes=episodes)
-    scores = backdoor_scores(adapter(cfg, model, params, attention), eps, attack_sets(cfg, scenario, keyed),
-                             scenario.target_class, case)
-    return out | {m: float(v.mean()) for m, v in scores.items()}
+    return out | backdoor_scores(adapter(cfg, model, params, attention), eps, attack_sets(cfg, scenario, keyed),
+                                 scenario.target_class, case)
+
+
+def attack_metrics(cfg: ExperimentConfig, model, params: Params, scenario: Scenario, case: str,
+                   episodes: int | None = None, attention: Attention | None = None,
+                   keyed: bool = True) -> dict[str, float]:
+    """The four metrics of PROTOCOL.md for ``params``: the means over episodes of :func:`attack_scores`."""
+    return {m: float(v.mean()) for m, v in
+            attack_scores(cfg, model, params, scenario, case, episodes, attention, keyed).items()}
+
+
+def scores_table(scores: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Mean and 95% CI half-width of each metric of :func:`attack_scores`, one row per metric."""
+    rows = {m: dict(zip(("mean", "ci95"), mean_ci95(v)), episodes=len(v)) for m, v in scores.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")
 
 
 def metric_rows(case: str, x_name: str, x, metrics: dict[str, float]) -> list[dict]:

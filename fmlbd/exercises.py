@@ -50,6 +50,37 @@ def _verdict(right: bool, why: str) -> Verdict:
     return Verdict(bool(right), why)
 
 
+# --- 00 primer ------------------------------------------------------------------------------------
+
+@answered
+def zero_head_step_scale(answer: float | None, cfg) -> Verdict:
+    """One SGD step from a zero head on a balanced N-way support set writes ``k * (mu_c - mu)`` into
+    row c of the head: what is k, at meta-test's learning rate and N?"""
+    e = cfg.eval
+    truth = e.finetune_lr / e.ways
+    if abs(number(answer) - truth) <= 1e-3 * truth:
+        return _verdict(True, f"k = learning rate / N = {e.finetune_lr:g} / {e.ways} = {truth:g}. At a zero head every "
+                              f"class has probability 1/N, so the gradient of row c is (1/n) sum_i (1/N - y_ic) f_i = "
+                              f"(mu - mu_c) / N when each class holds n/N of the n images; one step of size lr "
+                              f"writes (lr / N) (mu_c - mu).")
+    return _verdict(False, "hint: the gradient of cross-entropy with respect to the logits is p - y, and at a zero "
+                           "head p = 1/N for every class; average over the n support images, n/N of each class.")
+
+
+@answered
+def version_of_a_stale_update(answer: int | None, timeline: pd.DataFrame) -> Verdict:
+    """The last stale update of the timeline: on which global version did its client train?"""
+    given = integer(answer, "a whole number (a global version)")
+    hit = timeline[timeline["staleness"] > 0].iloc[-1]
+    truth = int(hit["base_version"])
+    if given == truth:
+        return _verdict(True, f"version {truth}: it was aggregated in round {int(hit['round'])} with staleness "
+                              f"{int(hit['staleness'])}, and staleness = round - 1 - version trained on.")
+    return _verdict(False, f"hint: the update of client {int(hit['client'])} was aggregated in round "
+                           f"{int(hit['round'])}; round r is applied to version r - 1, and staleness counts how many "
+                           f"versions behind that the client's starting point was.")
+
+
 # --- 01 threat model -------------------------------------------------------------------------------
 
 def key_in_top_left(row: int | None, col: int | None, cfg) -> Verdict:

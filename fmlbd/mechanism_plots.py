@@ -73,19 +73,34 @@ def updates(timeline: pd.DataFrame, path=None) -> plt.Figure:
     for ax in axes[:2]:
         ax.set_xticks(range(len(timeline)), labels, fontsize=6)
         ax.set_xlabel("round (r) and client (c) of each aggregated update")
-    ax = axes[2]
+    _arrivals(axes[2], timeline, colours)
+    fig.suptitle("The poisoned update (red) among the benign ones around the attack")
+    fig.tight_layout()
+    save(fig, path)
+    return fig
+
+
+def _arrivals(ax, timeline: pd.DataFrame, colours) -> None:
+    """When each client's update arrived (dots), the rounds (dotted lines) and each stale update's staleness."""
     ax.scatter(timeline["arrival"], timeline["client"], c=colours, s=40, zorder=3)
     for _, r in timeline.drop_duplicates("round").iterrows():
         ax.axvline(r["aggregated"], color="grey", linewidth=0.8, linestyle=":")
-        ax.text(r["aggregated"], timeline["client"].max() + 0.4, f"round {r['round']}", fontsize=6, rotation=90,
+        ax.text(r["aggregated"], timeline["client"].max() + 0.4, f"round {int(r['round'])}", fontsize=6, rotation=90,
                 va="bottom", ha="right")
     for _, u in timeline[timeline["staleness"] > 0].iterrows():
-        ax.annotate(f"stale {u['staleness']}", (u["arrival"], u["client"]), fontsize=6, xytext=(3, -9),
+        ax.annotate(f"stale {int(u['staleness'])}", (u["arrival"], u["client"]), fontsize=6, xytext=(3, -9),
                     textcoords="offset points")
     ax.set_yticks(sorted(timeline["client"].unique()))
     ax.set_xlabel("simulated time (arrival of each update)")
     ax.set_ylabel("client")
-    fig.suptitle("The poisoned update (red) among the benign ones around the attack")
+
+
+def arrivals(timeline: pd.DataFrame, title: str, path=None) -> plt.Figure:
+    """The buffered server's timeline (e.g. :func:`~fmlbd.walkthrough.benign_timeline`): when each
+    client's update arrived, which round aggregated it, and how stale it was."""
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    _arrivals(ax, timeline, "tab:blue")
+    ax.set_title(title, fontsize=10, pad=34)
     fig.tight_layout()
     save(fig, path)
     return fig

@@ -206,3 +206,36 @@ def rule_adaptive(table: pd.DataFrame) -> str:
                          f"({row['min'] - level:+.2f} to {row['max'] - level:+.2f}), {later:+.2f} {end}")
         lines.append(f"- Case ({case}): " + "; ".join(parts) + ".")
     return "\n".join(lines)
+
+
+def timeline(table: pd.DataFrame, buffer_size: int) -> str:
+    """Interpretation of a buffered server's timeline (round, client, staleness; see
+    :func:`fmlbd.walkthrough.benign_timeline`)."""
+    stale = table[table["staleness"] > 0]
+    rounds = int(table["round"].max())
+    missing = sorted(set(range(int(table["client"].max()) + 1)) - set(table[table["round"] == 1]["client"]))
+    text = (f"**What this run shows.** Each of the {rounds} rounds aggregated {buffer_size} updates; "
+            f"{len(stale)} of the {len(table)} updates were stale (staleness above 0), the largest staleness "
+            f"{int(table['staleness'].max())}. ")
+    if missing:
+        text += (f"Round 1 did not wait for client {', '.join(map(str, missing))}: its update arrived later, "
+                 f"computed on version 0, and counted in a later round. ")
+    return text + "A stale update moves today's model with a step computed on yesterday's."
+
+
+def benign_metrics(table: pd.DataFrame, ways: int) -> str:
+    """Interpretation of the four metrics of a model nobody attacked (``table``: mean, ci95, episodes
+    per metric, as :func:`fmlbd.evaluation.scores_table` gives)."""
+    chance = 1 / ways
+
+    def against_chance(metric):
+        mean, half = table.loc[metric, "mean"], table.loc[metric, "ci95"]
+        where = ("above" if mean - half > chance else "below" if mean + half < chance
+                 else "within its interval of")
+        return f"{mean:.2f} ± {half:.2f}, {where} chance ({chance:.2f})"
+
+    return (f"**What this run measured ({int(table['episodes'].iloc[0])} episodes each).** Main-task accuracy "
+            f"{table.loc['main_task_acc', 'mean']:.2f} ± {table.loc['main_task_acc', 'ci95']:.2f}. Backdoor accuracy "
+            f"on the attack training set {against_chance('backdoor_train_acc')}; on the validation set "
+            f"{against_chance('backdoor_val_acc')}. Nobody attacked this model, so this is its **no-attack level**: "
+            f"the later notebooks read backdoor accuracy against it, not against zero or chance.")

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from .aggregation import flatten
 from .backdoor import poisoned_episode
-from .builders import attack_clients, attack_sets, episode_sampler, make_federation, poisoned_sampler
+from .builders import (attack_clients, attack_sets, benign_clients, build_model, build_scenario, episode_sampler,
+                       initial_params, make_federation, poisoned_sampler)
 from .config import ExperimentConfig
 from .defense import MatchingNetworkDefense
 from .evaluation import backdoor_test_episodes
@@ -76,20 +77,49 @@ def _flat(params: Params) -> torch.Tensor:
     return torch.cat([v.flatten() for _, v in sorted(params.items())])
 
 
+def _received(federation):
+    """Step ``federation`` for ever; yields ``(record, updates)`` per round, the updates as its server
+    received them (arrival order)."""
+    received, receive = [], federation.server.receive
+    federation.server.receive = lambda update, now=0.0: received.append(update) or receive(update, now)
+    while True:
+        start = len(received)
+        record = federation.step()
+        yield record, received[start:]
+
+
 def _replay_attack(cfg: ExperimentConfig, trained: Trained):
-    """Replay the attack as :func:`fmlbd.pipeline.attack` does; yields ``(record, updates)`` per round,
-    the updates as the server received them (arrival order)."""
+    """Replay the attack as :func:`fmlbd.pipeline.attack` does; yields ``(record, updates)`` per round."""
     with make_federation(cfg, trained.model, trained.params,
                          attack_clients(cfg, trained.scenario, cfg.federation.rounds)) as federation:
         federation.load_state_dict(trained.state)
         if cfg.attack.draw:
             federation.reseed_client(0, stream("adversary_draw", cfg.seed, cfg.attack.draw))
-        received, receive = [], federation.server.receive
-        federation.server.receive = lambda update, now=0.0: received.append(update) or receive(update, now)
-        while True:
-            start = len(received)
-            record = federation.step()
-            yield record, received[start:]
+        yield from _received(federation)
+
+
+def benign_timeline(cfg: ExperimentConfig, rounds: int) -> pd.DataFrame:
+    """The first ``rounds`` rounds of the benign federation of ``cfg`` from its initial weights, one row
+    per aggregated update: round, client, base_version (the global version it trained on), staleness
+    (round - 1 - base_version), arrival (simulated time), aggregated (time of the round), norm (L2)."""
+    scenario = build_scenario(cfg)
+    model = build_model(cfg, scenario)
+    rows = []
+    with make_federation(cfg, model, initial_params(cfg, model), benign_clients(cfg, scenario)) as federation:
+        for record, batch in _received(federation):
+            rows += [{"round": record.round, "client": u.client, "base_version": u.base_version, "staleness": stale,
+                      "arrival": u.arrival, "aggregated": record.time, "norm": float(_flat(u.delta).norm())}
+                     for u, stale in zip(batch, record.staleness)]
+            if record.round == rounds:
+                return pd.DataFrame(rows)
+
+
+def rounds_table(timeline: pd.DataFrame) -> pd.DataFrame:
+    """One row per round of a timeline (:func:`benign_timeline`, :func:`attack_timeline`): the clients
+    whose updates it aggregated, in arrival order, and the staleness of each."""
+    def joined(column):
+        return timeline.groupby("round")[column].agg(lambda v: ", ".join(str(int(x)) for x in v))
+    return pd.DataFrame({"clients": joined("client"), "staleness": joined("staleness")})
 
 
 def attack_timeline(cfg: ExperimentConfig, trained: Trained, after_rounds: int = 3) -> pd.DataFrame:

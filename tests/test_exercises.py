@@ -44,7 +44,12 @@ RULE_TABLE = pd.DataFrame([{"case": "a", "rule": "norm_clip", "attack": a, "phas
 SHAPED = pd.DataFrame({"rule": ["median"] * 4, "attack": ["boosted", "boosted", "disguised", "disguised"],
                        "poisoned": [True, False, True, False], "why_value": [0.1, 0.5, 0.4, 0.3]})
 
+STALE = pd.DataFrame({"round": [1, 1, 1, 2, 2, 2, 3, 3, 3], "client": [3, 1, 2, 0, 3, 1, 2, 1, 0],
+                      "staleness": [0, 0, 0, 1, 0, 0, 1, 0, 0], "base_version": [0, 0, 0, 0, 1, 1, 1, 2, 2]})
+
 CASES = [  # (check, wrong answer, right answer, data)
+    (ex.zero_head_step_scale, 0.1, 0.02, (CFG,)),
+    (ex.version_of_a_stale_update, 2, 1, (STALE,)),
     (ex.key_in_top_left, (22, 22), (0, 0), (CFG,)),
     (ex.key_in_top_left, (20, 30), (2, 3), (CFG,)),  # a key that does not fit is wrong, not an error
     (ex.clients_with_backdoor_classes, {1, 2, 3}, set(), (scenario(()),)),
@@ -83,6 +88,9 @@ def test_an_unanswered_exercise_is_not_an_error(check, wrong, right, data):
 
 
 FORMS = [  # (check, data, right answers in every accepted form, wrong answers, answers of the wrong form)
+    (ex.zero_head_step_scale, (CFG,), [0.02, "0.02", "1/50", "2%", np.float32(0.02)], [0.1, "1/5", 0.5, 0.021],
+     ["lr/N", True, [0.02], ""]),
+    (ex.version_of_a_stale_update, (STALE,), [1, "1", 1.0, np.int64(1)], [2, 0, 3], ["version 1", 1.5, True, [1]]),
     (ex.key_in_top_left, (CFG,), [(0, 0), ("0", "0"), (2.0, 3.0), (np.int64(1), 1)], [(22, 22), (-3, 0)],
      [("a", 0), (0.5, 0), (True, 0), ([0], 0)]),
     (ex.clients_with_backdoor_classes, (scenario((1, 2, 3)),), [{1, 2, 3}, [3, 2, 1], (1, 2, 3), {"1", "2", "3"}],

@@ -70,6 +70,19 @@ def test_same_seed_same_accuracies_different_seed_differs(omniglot_root, tmp_pat
     assert not np.array_equal(accs[0], accs[2])
 
 
+def test_attack_metrics_are_the_means_of_the_per_episode_scores(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path)
+    trained = pipeline.pretrain(cfg, progress=False)
+    args = (cfg, trained.model, trained.params, trained.scenario, "a")
+    scores, means = evaluation.attack_scores(*args), evaluation.attack_metrics(*args)
+    assert list(scores) == list(means) == list(evaluation.METRICS)
+    assert all(len(v) == cfg.eval.episodes and float(v.mean()) == means[m] for m, v in scores.items())
+    table = evaluation.scores_table(scores)
+    assert list(table.index) == list(evaluation.METRICS) and (table["episodes"] == cfg.eval.episodes).all()
+    m = scores["backdoor_val_acc"]
+    assert table.loc["backdoor_val_acc", "ci95"] == pytest.approx(1.96 * m.std(ddof=1) / len(m) ** 0.5)
+
+
 def test_main_task_table_reports_mean_and_ci(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path)
     trained = pipeline.pretrain(cfg, progress=False)

@@ -15,8 +15,9 @@ PARAMETERS = ("profile", "seed", "dataset", "data_root", "results_dir", "output_
 
 def test_series_is_complete_and_numbered():
     names = [nb.stem for nb in NOTEBOOKS]
-    assert names == ["01_threat_model", "02_one_shot_attack", "03_federated_dampening", "04_finetuning_failure",
-                     "05_matching_network_defense", "06_server_side_defenses", "07_adversaries_who_know_the_rule"]
+    assert names == ["00_primer", "01_threat_model", "02_one_shot_attack", "03_federated_dampening",
+                     "04_finetuning_failure", "05_matching_network_defense", "06_server_side_defenses",
+                     "07_adversaries_who_know_the_rule"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS + SOLUTIONS, ids=lambda p: p.stem)

@@ -52,3 +52,17 @@ def test_each_rule_on_the_attack_round_shows_what_it_drops_or_shrinks(omniglot_r
     assert share.sum() >= 1 - 1e-6  # every coordinate is one update's value (ties count for each)
     assert table[table["rule"] == "mean"]["step_cos_poisoned"].iloc[0] > table[table["rule"] == "multi-Krum"][
         "step_cos_poisoned"].iloc[0]
+
+
+def test_the_benign_timeline_counts_staleness_from_the_version_each_update_trained_on(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path)
+    timeline = walkthrough.benign_timeline(cfg, rounds=6)
+    assert list(timeline.groupby("round").size()) == [cfg.federation.buffer_size] * 6
+    assert (timeline["staleness"] == timeline["round"] - 1 - timeline["base_version"]).all()
+    assert (timeline["arrival"] <= timeline["aggregated"]).all() and (timeline["norm"] > 0).all()
+    first = timeline[timeline["round"] == 1]
+    assert (first["base_version"] == 0).all() and first["aggregated"].eq(first["arrival"].max()).all()
+    table = walkthrough.rounds_table(timeline)
+    row = timeline[timeline["round"] == 2]
+    assert table.loc[2, "clients"] == ", ".join(map(str, row["client"]))
+    assert table.loc[2, "staleness"] == ", ".join(map(str, row["staleness"]))
