@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing as mp
+from multiprocessing.connection import wait
 import os
 import pickle
 import signal
@@ -155,6 +156,38 @@ class Pool:
         except BaseException:  # e.g. Ctrl-C: the workers' state is unknown now
             self.close()
             raise
+        return self._results(replies)
+
+    def map_as_free(self, items: Iterable[T]) -> list[R]:
+        """``[fn(x) for x in items]``, each item sent to the first worker that is free (items of
+        unequal cost keep every worker busy; each result is computed on its own, so the order in
+        which the workers take them does not change it)."""
+        items = list(items)
+        replies: list = [None] * len(items)
+        busy: dict = {}  # connection -> index of the item it computes
+        try:
+            for conn, i in zip(self.conns, range(len(items))):
+                conn.send_bytes(pickle.dumps(items[i]))
+                busy[conn] = i
+            following = iter(range(len(busy), len(items)))
+            while busy:
+                for conn in wait(list(busy)):
+                    replies[busy.pop(conn)] = pickle.loads(conn.recv_bytes())
+                    i = next(following, None)
+                    if i is not None:
+                        conn.send_bytes(pickle.dumps(items[i]))
+                        busy[conn] = i
+        except EOFError:
+            self.close()
+            raise RuntimeError("a worker process died before returning its result; rerun with FMLBD_WORKERS=1 "
+                               "to compute in this process") from None
+        except BaseException:  # e.g. Ctrl-C: the workers' state is unknown now
+            self.close()
+            raise
+        return self._results(replies)
+
+    @staticmethod
+    def _results(replies: list) -> list:
         for reply in replies:
             if reply[0] == "error":
                 raise reply[1] from RuntimeError(f"in a worker process:\n{reply[2]}")
@@ -179,13 +212,13 @@ class Pool:
 def pmap(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> list[R]:
     """``[fn(x) for x in items]``, computed on one torch thread in ``workers`` forked processes
     (default: one per item for up to twice the cores, letting the system share the cores evenly
-    among a few long items, else one per core with the items dealt round-robin; items are never
-    pickled). Runs in place when one worker suffices, inside a worker, or without fork."""
+    among a few long items, else one per core, each taking the next item as soon as it is free;
+    items are never pickled, only their positions and the results). Runs in place when one worker
+    suffices, inside a worker, or without fork."""
     items = list(items)
     n = min(len(items), workers or workers_for(len(items)))
     if n <= 1 or _in_worker or "fork" not in mp.get_all_start_methods():
         with one_thread():
             return [fn(x) for x in items]
-    with Pool(lambda w: [fn(x) for x in items[w::n]], n) as pool:
-        chunks = pool.map(range(n))
-    return [chunks[i % n][i // n] for i in range(len(items))]
+    with Pool(lambda i: fn(items[i]), n) as pool:
+        return pool.map_as_free(range(len(items)))

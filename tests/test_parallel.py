@@ -1,5 +1,6 @@
 """Side-by-side computation gives exactly the sequential results."""
 import os
+import time
 
 import pandas as pd
 import pytest
@@ -18,6 +19,19 @@ def test_pmap_keeps_order_runs_in_other_processes_and_uses_one_thread():
     assert [v for v, _, _ in out] == [x * x for x in range(7)]
     assert len({pid for _, pid, _ in out}) == 3 and os.getpid() not in {pid for _, pid, _ in out}
     assert {threads for _, _, threads in out} == {1}
+
+
+def test_a_free_worker_takes_the_next_item():
+    """One long item does not hold back the items dealt after it: the other worker takes them all."""
+    def work(x):
+        if x == 0:
+            time.sleep(1.0)
+        return x, os.getpid()
+
+    out = parallel.pmap(work, range(9), workers=2)
+    assert [x for x, _ in out] == list(range(9))
+    slow = out[0][1]
+    assert [pid for _, pid in out[1:]].count(slow) == 0
 
 
 def test_pmap_reraises_a_workers_exception_with_its_type():
