@@ -45,7 +45,7 @@ class Experiment:
         """The table as the CLI and notebooks print it."""
         if not self.index:
             return table
-        return table.pivot_table(index=list(self.index), columns="metric", values="value").round(3)
+        return table.pivot_table(index=list(self.index), columns="metric", values="value", sort=False).round(3)
 
 
 def check_cases(cases: Sequence[str]) -> tuple[str, ...]:
