@@ -159,10 +159,11 @@ def drifted_past_attack_step(prediction: bool | None, drift: pd.DataFrame) -> Ve
     """After the last round, is the global model farther from the poisoned model than the attack's own step?"""
     last = drift.sort_values("round").iloc[-1]
     truth = bool(last["distance"] > last["attack_step"])
+    moved = "farther than" if truth else "not as far as"
     return _verdict(yes_no(prediction) == truth,
                     f"after {int(last['round'])} rounds the distance is {last['distance']:.2f}, the attack's step "
-                    f"{last['attack_step']:.2f}. Benign rounds move the model a long way, yet the backdoor metric "
-                    f"falls slowly: they move it mostly in directions the backdoor does not depend on.")
+                    f"{last['attack_step']:.2f}: benign rounds moved the model {moved} the attack's own step. "
+                    f"Distance alone does not say whether the backdoor is gone: the backdoor curves above do.")
 
 
 # --- 04 fine-tuning --------------------------------------------------------------------------------

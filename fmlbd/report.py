@@ -30,14 +30,13 @@ def one_shot(table: pd.DataFrame) -> str:
     v = table.set_index(["case", "phase", "metric"])["value"]
     cases = [c for c in CASE_ORDER if c in set(table["case"])]
     after = _pick(v, cases, "after", "backdoor_train_acc")
-    weakest = min(after, key=after.get)
     return (f"**What this run measured.** Right after the attack, backdoor accuracy on the attack training set is "
             f"{by_case(after)}, and {by_case(_pick(v, cases, 'after', 'backdoor_val_acc'))} on the validation set. "
             f"Right before it, keyed images already fell on the target in {by_case(_pick(v, cases, 'before', 'backdoor_train_acc'))} "
             f"of cases. The main task, before → after, is {from_to(_pick(v, cases, 'before', 'main_task_acc'), _pick(v, cases, 'after', 'main_task_acc'), 3)} "
-            f"(the same episodes before and after). The attack is "
-            f"least successful in case ({weakest})" + (", as in the paper." if weakest == "c" else
-                                                         "; the paper found case (c) the weakest."))
+            f"(the same episodes before and after). The paper found the attack "
+            f"weakest in case (c). This run has one draw of the adversary and does not rank the cases: a difference "
+            f"between cases here may be a difference between draws (notebook 05 shows how much one draw varies).")
 
 
 def dampening(table: pd.DataFrame, threshold: float = 0.5) -> str:

@@ -15,11 +15,11 @@ def one_shot_table(after_train):
     return pd.DataFrame(rows)
 
 
-def test_one_shot_report_renders_the_table_and_names_the_weakest_case():
-    text = report.one_shot(one_shot_table({"a": 0.943, "b": 0.861, "c": 0.834}))
-    assert "0.94 (a), 0.86 (b) and 0.83 (c)" in text and "least successful in case (c), as in the paper" in text
-    text = report.one_shot(one_shot_table({"a": 0.5, "b": 0.3, "c": 0.9}))
-    assert "least successful in case (b); the paper found case (c) the weakest" in text
+def test_one_shot_report_renders_the_table_and_does_not_rank_the_cases_on_one_draw():
+    for after in ({"a": 0.943, "b": 0.861, "c": 0.834}, {"a": 0.5, "b": 0.3, "c": 0.9}):
+        text = report.one_shot(one_shot_table(after))
+        assert "does not rank the cases" in text and "least successful" not in text
+    assert "0.94 (a), 0.86 (b) and 0.83 (c)" in report.one_shot(one_shot_table({"a": 0.943, "b": 0.861, "c": 0.834}))
 
 
 def test_dampening_report_finds_when_the_backdoor_first_falls_below_the_threshold():
