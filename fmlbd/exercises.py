@@ -4,10 +4,13 @@ and returns a :class:`Verdict` that says whether the answer is right and why (sh
 An answer left at ``None`` is "not answered yet", never an error, so the notebooks run headless. Answers
 are parsed by their type (``True`` or "yes", "Lower" or "lower", 0.2 or "1/5"); one of the wrong form
 gets a "Not yet" that names the form to use, never a traceback and never the truth value of a string.
+The first wrong answer to an exercise gets a hint that does not give the answer away; a second wrong
+answer gets the explanation, with the measured values that decide it.
 """
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from dataclasses import dataclass
 
 import pandas as pd
@@ -22,6 +25,7 @@ from .splits import Scenario
 class Verdict:
     ok: bool | None        #: None: not answered yet
     message: str
+    hint: str = ""         #: what a first wrong answer is told instead of ``message``, which may give it away
 
     def _repr_markdown_(self) -> str:
         mark = {True: "**Right.**", False: "**Not yet.**", None: "*Not answered yet:*"}[self.ok]
@@ -29,25 +33,36 @@ class Verdict:
 
 
 UNANSWERED = Verdict(None, "set your answer in the cell above, run it, then run this check.")
+AGAIN = "Try again; a second wrong answer shows the explanation."
+
+#: wrong answers so far, per exercise (in this Python process: one notebook's kernel)
+wrong_answers: Counter = Counter()
 
 
 def answered(check):
     """A check whose first argument is the answer: ``None`` gives :data:`UNANSWERED` before any data is
-    read, and an answer of the wrong form (:class:`WrongForm`) a "Not yet" that says which form to use."""
+    read, an answer of the wrong form (:class:`WrongForm`) a "Not yet" that says which form to use, and
+    the first wrong answer the check's hint instead of its explanation."""
     @functools.wraps(check)
     def wrapper(answer, *args, **kwargs):
         if answer is None:
             return UNANSWERED
         try:
-            return check(answer, *args, **kwargs)
+            verdict = check(answer, *args, **kwargs)
         except WrongForm as err:
             return Verdict(False, str(err))
+        if verdict.ok is False and verdict.hint:
+            wrong_answers[check.__name__] += 1
+            if wrong_answers[check.__name__] == 1:
+                return Verdict(False, f"{verdict.hint} {AGAIN}")
+        return Verdict(verdict.ok, verdict.message)
     return wrapper
 
 
-def _verdict(right: bool, why: str) -> Verdict:
-    """Right or not, and why (a check has already turned an answer of ``None`` into :data:`UNANSWERED`)."""
-    return Verdict(bool(right), why)
+def _verdict(right: bool, why: str, hint: str = "") -> Verdict:
+    """Right or not, why, and a hint for a first wrong answer (a check has already turned an answer of
+    ``None`` into :data:`UNANSWERED`)."""
+    return Verdict(bool(right), why, hint)
 
 
 # --- 00 primer ------------------------------------------------------------------------------------
@@ -58,13 +73,12 @@ def zero_head_step_scale(answer: float | None, cfg) -> Verdict:
     row c of the head: what is k, at meta-test's learning rate and N?"""
     e = cfg.eval
     truth = e.finetune_lr / e.ways
-    if abs(number(answer) - truth) <= 1e-3 * truth:
-        return _verdict(True, f"k = learning rate / N = {e.finetune_lr:g} / {e.ways} = {truth:g}. At a zero head every "
-                              f"class has probability 1/N, so the gradient of row c is (1/n) sum_i (1/N - y_ic) f_i = "
-                              f"(mu - mu_c) / N when each class holds n/N of the n images; one step of size lr "
-                              f"writes (lr / N) (mu_c - mu).")
-    return _verdict(False, "hint: the gradient of cross-entropy with respect to the logits is p - y, and at a zero "
-                           "head p = 1/N for every class; average over the n support images, n/N of each class.")
+    return _verdict(abs(number(answer) - truth) <= 1e-3 * truth,
+                    f"k = learning rate / N = {e.finetune_lr:g} / {e.ways} = {truth:g}. At a zero head every class "
+                    f"has probability 1/N, so the gradient of row c is (1/n) sum_i (1/N - y_ic) f_i = (mu - mu_c) / N "
+                    f"when each class holds n/N of the n images; one step of size lr writes (lr / N) (mu_c - mu).",
+                    "Hint: the gradient of cross-entropy with respect to the logits is p - y, and at a zero head "
+                    "p = 1/N for every class; average over the n support images, n/N of each class.")
 
 
 @answered
@@ -73,12 +87,13 @@ def version_of_a_stale_update(answer: int | None, timeline: pd.DataFrame) -> Ver
     given = integer(answer, "a whole number (a global version)")
     hit = timeline[timeline["staleness"] > 0].iloc[-1]
     truth = int(hit["base_version"])
-    if given == truth:
-        return _verdict(True, f"version {truth}: it was aggregated in round {int(hit['round'])} with staleness "
-                              f"{int(hit['staleness'])}, and staleness = round - 1 - version trained on.")
-    return _verdict(False, f"hint: the update of client {int(hit['client'])} was aggregated in round "
-                           f"{int(hit['round'])}; round r is applied to version r - 1, and staleness counts how many "
-                           f"versions behind that the client's starting point was.")
+    return _verdict(given == truth,
+                    f"version {truth}: client {int(hit['client'])}'s update was aggregated in round "
+                    f"{int(hit['round'])} with staleness {int(hit['staleness'])}, and staleness = round - 1 - "
+                    f"the version it trained on.",
+                    f"Hint: that is client {int(hit['client'])}'s update in round {int(hit['round'])}. Round r is "
+                    f"applied to version r - 1; staleness counts how many versions older the client's starting "
+                    f"point was.")
 
 
 # --- 01 threat model -------------------------------------------------------------------------------
@@ -112,7 +127,9 @@ def clients_with_backdoor_classes(answer: set[int] | None, scenario: Scenario) -
                     f"{f'clients {sorted(truth)} hold' if truth else 'no client holds'} a backdoor class. In cases "
                     f"(a) and (c) the benign "
                     f"clients share the backdoor classes; in case (b) nobody trains on them, so nothing counters "
-                    f"the adversary's keyed images of those characters.")
+                    f"the adversary's keyed images of those characters.",
+                    "Hint: in the ownership picture, panel (b), a client holds a backdoor class when its row says "
+                    "\"holds\" under a backdoor column; the adversary is a client too.")
 
 
 # --- 02 one-shot attack ----------------------------------------------------------------------------
@@ -127,7 +144,9 @@ def boost_prediction(prediction: str | None, boost_table: pd.DataFrame) -> Verdi
     values = ", ".join(f"{plain[c]:.2f} vs {boosted[c]:.2f} ({c})" for c in v.index)
     return _verdict(prediction == truth,
                     f"unboosted vs boosted: {values}. The server averages {max(v.columns):g} updates, so an "
-                    f"unboosted poisoned update is diluted to a fraction of its size by the benign ones.")
+                    f"unboosted poisoned update is diluted to a fraction of its size by the benign ones.",
+                    "Hint: what does the server do with the updates of a round before it applies them, and what "
+                    "does that do to one update among them?")
 
 
 @answered
@@ -138,7 +157,9 @@ def attack_round_and_staleness(answer: tuple[int, int] | None, timeline: pd.Data
     truth = (int(hit["round"]), int(hit["staleness"]))
     return _verdict(tuple(given) == truth,
                     f"round {truth[0]}, staleness {truth[1]}: the adversary trained on global version "
-                    f"{int(hit['base_version'])}, and the server applied its update in round {truth[0]}.")
+                    f"{int(hit['base_version'])}, and the server applied its update in round {truth[0]}.",
+                    "Hint: find the row of the poisoned update in the timeline table; staleness is round - 1 - "
+                    "the version the update was trained on.")
 
 
 # --- 03 dampening ----------------------------------------------------------------------------------
@@ -151,7 +172,9 @@ def case_c_weaker(prediction: bool | None, table: pd.DataFrame) -> Verdict:
     truth = bool(v["c"] < v["a"])
     return _verdict(yes_no(prediction) == truth,
                     f"{v['c']:.2f} (c) vs {v['a']:.2f} (a). In case (c) the user's support set holds clean images of "
-                    f"the backdoor classes, so fine-tuning pulls keyed images of those characters back to their class.")
+                    f"the backdoor classes, so fine-tuning pulls keyed images of those characters back to their class.",
+                    "Hint: compare the last point of the case (a) and case (c) curves of backdoor accuracy on the "
+                    "attack training set.")
 
 
 @answered
@@ -163,7 +186,8 @@ def drifted_past_attack_step(prediction: bool | None, drift: pd.DataFrame) -> Ve
     return _verdict(yes_no(prediction) == truth,
                     f"after {int(last['round'])} rounds the distance is {last['distance']:.2f}, the attack's step "
                     f"{last['attack_step']:.2f}: benign rounds moved the model {moved} the attack's own step. "
-                    f"Distance alone does not say whether the backdoor is gone: the backdoor curves above do.")
+                    f"Distance alone does not say whether the backdoor is gone: the backdoor curves above do.",
+                    "Hint: the drift curve is in units of the attack's own step; read its last point.")
 
 
 # --- 04 fine-tuning --------------------------------------------------------------------------------
@@ -174,7 +198,9 @@ def p_target_before_finetuning(answer: float | None, cfg) -> Verdict:
     truth = 1 / cfg.eval.ways
     return _verdict(abs(number(answer) - truth) < 0.01,
                     f"{truth:.2f} = 1/N: the head starts at zero (the zeroing trick), so all N logits are equal and "
-                    f"every class gets the same probability, whatever the features.")
+                    f"every class gets the same probability, whatever the features.",
+                    "Hint: how does the head start before fine-tuning, and what does that make of the N logits of "
+                    "any image?")
 
 
 @answered
@@ -186,7 +212,9 @@ def larger_lr_removes_backdoor(prediction: bool | None, trace: pd.DataFrame) -> 
                     f"p(target | keyed image) goes from {p.iloc[1]:.2f} after the first step to {p.iloc[-1]:.2f} at "
                     f"the end. The support set has no keyed images, so nothing in the loss aims at the key: "
                     + ("only the large steps' side effects move keyed images off the target." if truth else
-                       "a larger rate fits the support set faster and leaves the backdoor in place."))
+                       "a larger rate fits the support set faster and leaves the backdoor in place."),
+                    "Hint: the cell ran the fine-tuning you asked for; read the last value of "
+                    "p(target | keyed image) it computed (trace5).")
 
 
 # --- 05 defense ------------------------------------------------------------------------------------
@@ -202,7 +230,9 @@ def temperature_prediction(prediction: str | None, ablation: pd.DataFrame, case:
     truth = "higher" if high > low else "lower"
     return _verdict(prediction == truth,
                     f"T = {sub.index.max():g}: {high:.3f}, T = {sub.index.min():g}: {low:.3f} (case ({case})). A large "
-                    f"T spreads the attention over every support image, a small one puts it all on the closest.")
+                    f"T spreads the attention over every support image, a small one puts it all on the closest.",
+                    "Hint: in the ablation table, read main-task accuracy at the largest shot count, softmax "
+                    "kernel, case (a), at the largest and the smallest temperature.")
 
 
 @answered
@@ -215,7 +245,9 @@ def keyed_moves_towards_target(answer: str | None, projection: pd.DataFrame) -> 
     truth = max(rise, key=rise.get)
     return _verdict(choice(answer, tuple(sorted(rise))) == truth,
                     "rise of the keyed images' cosine to the target: " + ", ".join(f"{v:+.2f} ({k})" for k, v in rise.items())
-                    + ". The backdoor is a place in feature space: keyed images are mapped next to the target.")
+                    + ". The backdoor is a place in feature space: keyed images are mapped next to the target.",
+                    "Hint: per federation, subtract the keyed images' mean cosine to the target before the "
+                    "attack from the one after it (the projection table above).")
 
 
 # --- 06 server-side rules --------------------------------------------------------------------------
@@ -227,7 +259,9 @@ def update_dropped_by_krum(answer: int | None, one_round: pd.DataFrame) -> Verdi
     dropped = krum[krum["weight"] == 0].index.tolist()
     scores = ", ".join(f"client {c}: {v:.3g}" for c, v in krum["why_value"].items())
     return _verdict(integer(answer, "a client number") in dropped, f"Krum scores (sum of squared distances to the nearest other update) are "
-                                       f"{scores}; the highest is dropped: client {dropped[0]}.")
+                                       f"{scores}; the highest is dropped: client {dropped[0]}.",
+                    "Hint: Multi-Krum scores each update by its squared distances to its nearest other updates "
+                    "and drops the highest score: which update is far from all the others?")
 
 
 @answered
@@ -242,7 +276,9 @@ def updates_for_trimmed_mean_to_differ(answer: int | None, dimensions: int = 100
                                       for rule in (TrimmedMean(1), Median()))))
     return _verdict(integer(answer, "a whole number of updates") == truth, f"with {truth - 1} updates, dropping the largest and the smallest value of a "
                                      f"coordinate leaves exactly the median; with {truth} two values are left and "
-                                     f"their mean is not the (lower) median.")
+                                     f"their mean is not the (lower) median.",
+                    "Hint: with one value dropped at each end of a coordinate, how many values are left of n, "
+                    "and when is their mean the median?")
 
 
 # --- 07 adversaries who know the rule --------------------------------------------------------------
@@ -264,7 +300,9 @@ def under_the_bound_plants_more(prediction: str | None, table: pd.DataFrame, cas
     return _verdict(prediction == truth,
                     f"above the no-attack level: {under:+.2f} under the bound, {boosted:+.2f} boosted (case ({case})). "
                     f"Clipping already scales the boosted update down to the bound: scaling it yourself sends the "
-                    f"same direction at the same size.")
+                    f"same direction at the same size.",
+                    "Hint: compare, under norm clipping, each adversary's backdoor accuracy right after the "
+                    "attack above the no-attack level, in the tables of notebooks 06 and 07.")
 
 
 @answered
@@ -277,4 +315,6 @@ def median_takes_more_of_the_disguised(prediction: str | None, shaped: pd.DataFr
     return _verdict(prediction == truth,
                     f"share of the median's coordinates taken from the poisoned update: {share['boosted']:.2f} "
                     f"boosted, {share['disguised']:.2f} disguised. Held inside the benign spread, the disguised "
-                    f"update is the middle value far more often; each such coordinate moves only a little.")
+                    f"update is the middle value far more often; each such coordinate moves only a little.",
+                    "Hint: compare the share of the median's coordinates taken from the poisoned update, "
+                    "boosted against disguised, in the walk-through table.")

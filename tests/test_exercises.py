@@ -11,6 +11,12 @@ from fmlbd.splits import Scenario
 CFG = load_config("quick")
 
 
+@pytest.fixture(autouse=True)
+def first_answers():
+    """Each test starts as a learner who has not answered yet (the hint goes to a first wrong answer)."""
+    ex.wrong_answers.clear()
+
+
 def scenario(backdoor_holders):
     clients = [(10, 11), (20,), (30,), (40,)]
     clients = [tuple(own) + ((1, 2, 3) if i in backdoor_holders else ()) for i, own in enumerate(clients)]
@@ -127,3 +133,19 @@ def test_answers_are_parsed_by_type_and_a_wrong_form_is_named_not_raised(check, 
     for answer in malformed:
         verdict = call(check, answer, data)
         assert verdict.ok is False and verdict.message.startswith("Answer ") and repr(answer) in verdict.message, answer
+
+
+HINTED = [case for case in CASES if case[0] is not ex.key_in_top_left]  # its "not yet" says where the key went
+
+
+@pytest.mark.parametrize("check, wrong, right, data", HINTED, ids=lambda x: getattr(x, "__name__", None))
+def test_a_first_wrong_answer_gets_a_hint_not_the_answer_and_a_second_the_explanation(check, wrong, right, data):
+    explanation = call(check, right, data).message
+    first, second, third = (call(check, wrong, data) for _ in range(3))
+    assert first.ok is second.ok is third.ok is False
+    assert first.message.startswith("Hint: ") and first.message.endswith(ex.AGAIN)
+    assert second.message == third.message != first.message and ex.AGAIN not in second.message
+    words = {str(right).lower()} if not isinstance(right, (tuple, set)) else {str(r) for r in right}
+    assert not any(w in first.message.lower() for w in words if len(w) > 1), (first.message, right)
+    assert first.message.split(" Try again")[0] not in explanation
+    assert call(check, right, data).ok is True  # a right answer after wrong ones is still right
