@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from fmlbd import builders, federated, fingerprint, meta, pipeline  # noqa: E402
 from fmlbd.config import config_from_dict, with_overrides  # noqa: E402
 from fmlbd.fingerprint import TRACE_RTOL, trace_difference  # noqa: E402
+from fmlbd.results import load_torch  # noqa: E402
 
 #: name -> environment of the child (set before torch is imported); the first is the machine's own
 ROUNDINGS = {
@@ -87,7 +88,7 @@ def child(models: int, data: str, plant: str | None, float32: bool) -> None:
         PLANTS[plant]()
     out = {}
     for path in shipped(models):
-        saved = torch.load(path, weights_only=False)
+        saved = load_torch(path)
         cfg = with_overrides(config_from_dict(saved["config"]),
                              {"data.root": data, "results_dir": tempfile.gettempdir(), "shipped_models": False})
         out[path.stem] = fingerprint.reference_trace(cfg)
@@ -141,7 +142,7 @@ def main() -> None:
         return child(a.models, a.data, a.plant, a.float32)
 
     files = shipped(a.models)
-    refs = {p.stem: torch.load(p, weights_only=False)["trace"] for p in files}
+    refs = {p.stem: load_torch(p)["trace"] for p in files}
     parts = list(TRACE_RTOL)
     print(f"{len(files)} shipped models; torch {torch.__version__}; largest relative difference from the shipped "
           f"reference trace, per part (TRACE_RTOL: {', '.join(f'{k} {v:.0e}' for k, v in TRACE_RTOL.items())})\n")

@@ -36,6 +36,16 @@ class Update:
     delta: Params = field(compare=False, repr=False)
     poisoned: bool = field(default=False, compare=False)
 
+    def to_dict(self) -> dict:
+        """Plain values and tensors only, so a saved federation loads with ``torch.load(weights_only=True)``."""
+        return {"arrival": self.arrival, "client": self.client, "base_version": self.base_version,
+                "delta": self.delta, "poisoned": self.poisoned}
+
+    @classmethod
+    def of(cls, saved: "Update | dict") -> "Update":
+        """An update from :meth:`to_dict` (or an update itself)."""
+        return saved if isinstance(saved, Update) else cls(**saved)
+
 
 @dataclass(frozen=True)
 class RoundRecord:
@@ -204,9 +214,9 @@ class Federation:
         return {
             "params": self.server.params,
             "version": self.server.version,
-            "buffer": self.server.buffer,
+            "buffer": [u.to_dict() for u in self.server.buffer],
             "clock": self.clock,
-            "in_flight": self.in_flight,
+            "in_flight": [u.to_dict() for u in self.in_flight],
             "idle": sorted(self.idle),
             "delay_rng": self.delay_rng.bit_generator.state,
             "client_rngs": [r.bit_generator.state for r in self.client_rngs],
@@ -218,9 +228,9 @@ class Federation:
         state = copy.deepcopy(state)
         self.server.params = state["params"]
         self.server.version = state["version"]
-        self.server.buffer = state["buffer"]
+        self.server.buffer = [Update.of(u) for u in state["buffer"]]
         self.clock = state["clock"]
-        self.in_flight = state["in_flight"]
+        self.in_flight = [Update.of(u) for u in state["in_flight"]]
         heapq.heapify(self.in_flight)
         self.idle = set(state["idle"])
         self.delay_rng.bit_generator.state = state["delay_rng"]

@@ -13,6 +13,7 @@ stage it starts from, and saved under ``<results_dir>/cache/``:
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,11 @@ from .builders import attack_clients, benign_clients, build_model, build_scenari
     native_attention
 from .cache import cache_dir, cache_key
 from .config import ConfigError, ExperimentConfig
+from .errors import CacheError
 from .evaluation import main_task_accuracies
 from .functional import Params, all_finite
 from .models import ConvNet
-from .results import atomic_torch_save, load_torch, write_json
+from .results import atomic_torch_save, atomic_write, load_torch, write_json
 from .splits import Scenario
 from .streams import stream
 
@@ -72,6 +74,30 @@ def shipped_model(cfg: ExperimentConfig, path: Path) -> Path | None:
     return shipped if cfg.shipped_models and shipped.is_file() else None
 
 
+#: ``sha256sum`` lines (digest, two spaces, file name) of every shipped model
+SHIPPED_SUMS = SHIPPED / "SHA256SUMS"
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_shipped_sums() -> None:
+    """List every shipped model's SHA-256 in :data:`SHIPPED_SUMS` (after shipping models)."""
+    lines = [f"{file_sha256(p)}  {p.name}\n" for p in sorted(SHIPPED.glob("pretrain-*.pt"))]
+    atomic_write(SHIPPED_SUMS, lambda f: f.write("".join(lines).encode()))
+
+
+def check_shipped(path: Path) -> None:
+    """:class:`~fmlbd.errors.CacheError` unless the shipped model ``path`` has the SHA-256 that
+    :data:`SHIPPED_SUMS` lists for it (a changed or foreign file is never loaded)."""
+    sums = dict(line.split()[::-1] for line in SHIPPED_SUMS.read_text().splitlines() if line.strip())
+    if sums.get(path.name) != file_sha256(path):
+        raise CacheError(f"{path} does not have the SHA-256 that {SHIPPED_SUMS.name} lists for it (changed or not "
+                         f"shipped with fmlbd): not loaded. Reinstall fmlbd, or set shipped_models=false to train "
+                         f"the model instead")
+
+
 def is_pretrained(cfg: ExperimentConfig, path: Path) -> bool:
     """True when :func:`pretrain` would load the model of cache folder ``path`` instead of training it."""
     return (path / "final.pt").is_file() or shipped_model(cfg, path) is not None
@@ -107,6 +133,8 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
     final, checkpoint = path / "final.pt", path / "checkpoint.pt"
     source = final if final.is_file() else shipped_model(cfg, path)
     if source is not None:
+        if source != final:
+            check_shipped(source)
         saved = load_torch(source)
         return Trained(model, scenario, saved["state"], pd.DataFrame(saved["log"]), path, 0.0)
 
@@ -130,8 +158,8 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
             bar.update(1)
             if record.round % log_every == 0 or record.round == rounds:
                 _check_finite(cfg, federation.params, record.round)
-                acc = main_task_accuracies(cfg, model, federation.params, scenario, episodes=log_episodes,
-                                           attention=native_attention(cfg)).mean()
+                acc = float(main_task_accuracies(cfg, model, federation.params, scenario, episodes=log_episodes,
+                                                 attention=native_attention(cfg)).mean())
                 rows.append({"round": record.round, "time_s": elapsed + time.perf_counter() - start,
                              "metric": "main_task_acc", "value": acc})
                 if on_log is not None:

@@ -11,7 +11,9 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import platform
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -66,15 +68,29 @@ def write_json(obj: Any, path: Path) -> None:
 
 
 def load_torch(path: str | Path) -> Any:
-    """A file saved by :func:`atomic_torch_save`; :class:`CacheError` naming the file and the fix if
-    it cannot be read (truncated, or not a torch file)."""
+    """A file saved by :func:`atomic_torch_save`, loaded with ``torch.load(weights_only=True)``: tensors,
+    numbers, strings and containers of them, never code. :class:`CacheError` naming the file and the fix
+    if it cannot be read (truncated, not a torch file) or holds anything else (a pickled object that
+    could run code when loaded: it is not loaded)."""
     path = Path(path)
     try:
-        return torch.load(path, weights_only=False)
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" in str(err):  # torch's unpickler met something it will not build
+            found = re.search(r"GLOBAL (\S+)", str(err))
+            what = found.group(1) if found else "an object"
+            raise CacheError(f"{path} holds {what}, not only tensors and plain values: not loaded (loading it "
+                             f"could run code). Delete it (rm {path}) and rerun to recompute it, or reinstall "
+                             f"fmlbd if it is one of its shipped models") from None
+        raise _unreadable(path, err) from None
     except Exception as err:
-        reason = str(err).splitlines()[0].split(". ")[0][:120]  # torch's first sentence says what broke
-        raise CacheError(f"{path} is unreadable ({type(err).__name__}: {reason}): it is a "
-                         f"cache file; delete it (rm {path}) and rerun to recompute it") from None
+        raise _unreadable(path, err) from None
+
+
+def _unreadable(path: Path, err: Exception) -> CacheError:
+    reason = str(err).splitlines()[0].split(". ")[0][:120]  # torch's first sentence says what broke
+    return CacheError(f"{path} is unreadable ({type(err).__name__}: {reason}): it is a "
+                      f"cache file; delete it (rm {path}) and rerun to recompute it")
 
 
 def save_table(table: pd.DataFrame, path: str | Path, config: dict, **extra: Any) -> Path:

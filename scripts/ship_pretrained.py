@@ -7,7 +7,8 @@ of both, and the benign federation under each server-side rule of notebook 06
 (``fmlbd.experiments.server.RULES``), each trained from scratch (``shipped_models=false``; a model
 already in the results folder's cache is reused), two side by side. Each file holds the federation state, the training log,
 the config and the code's :func:`fmlbd.fingerprint.reference_trace`: ``tests/test_pretrained.py`` fails when the
-current code would train something else. Rerun this after such a change.
+current code would train something else. Rerun this after such a change. ``fmlbd/pretrained/SHA256SUMS``
+lists every file's SHA-256; fmlbd refuses a shipped model that does not match it.
 """
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from fmlbd.config import load_config, with_overrides  # noqa: E402
 from fmlbd.experiments.defense import defended_config  # noqa: E402
 from fmlbd.experiments.server import RULES  # noqa: E402
 from fmlbd.fingerprint import reference_trace  # noqa: E402
-from fmlbd.pipeline import SHIPPED, pretrain  # noqa: E402
+from fmlbd.pipeline import SHIPPED, pretrain, write_shipped_sums  # noqa: E402
 from fmlbd.results import atomic_torch_save, load_torch  # noqa: E402
 from fmlbd.workers import pretrain_cases  # noqa: E402
 
@@ -39,3 +40,4 @@ if __name__ == "__main__":
             atomic_torch_save({**saved, "trace": reference_trace(c, case), "config": config}, out)
             print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB): {c.meta.algorithm}, "
                   f"{c.federation.aggregation}, case ({case})")
+    write_shipped_sums()  # the SHA-256 of each, checked before a shipped model is loaded

@@ -27,7 +27,7 @@ from fmlbd.experiments.attack import one_shot_attack
 from fmlbd.federated import Federation
 from fmlbd.functional import get_params
 from fmlbd.models import ConvNet
-from fmlbd.results import atomic_write, load_table
+from fmlbd.results import atomic_write, load_table, load_torch
 
 # (command line after "--profile smoke --data-root ... --results-dir ...", text the one-line error must hold)
 CLI_PROBES = [
@@ -266,5 +266,5 @@ def test_sigterm_stops_the_worker_processes_and_a_rerun_resumes(omniglot_root, t
     while time.time() < deadline and any(map(_alive, workers)):
         time.sleep(0.2)
     assert not any(map(_alive, workers)), "worker processes outlived their parent"
-    saved = [torch.load(p, weights_only=False)["state"]["version"] for p in tmp_path.glob("cache/pretrain-*/checkpoint.pt")]
+    saved = [load_torch(p)["state"]["version"] for p in tmp_path.glob("cache/pretrain-*/checkpoint.pt")]
     assert len(saved) == 2 and min(saved) >= 1  # what was computed is kept: a rerun resumes from there

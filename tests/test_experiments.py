@@ -7,6 +7,7 @@ from fmlbd import evaluation, metrics, pipeline, registry, workers
 from fmlbd.experiments import attack as attacks, persistence
 from fmlbd.config import ConfigError, load_config
 from fmlbd.federated import Federation
+from fmlbd.results import load_torch
 
 
 def smoke(omniglot_root, tmp_path, **overrides):
@@ -50,7 +51,7 @@ def test_interrupted_pretrain_resumes_to_the_same_model(omniglot_root, tmp_path,
         pipeline.pretrain(cfg, progress=False)
     path = next((tmp_path / "resumed" / "cache").iterdir())
     assert (path / "checkpoint.pt").is_file() and not (path / "final.pt").exists()
-    assert torch.load(path / "checkpoint.pt", weights_only=False)["state"]["version"] == 2
+    assert load_torch(path / "checkpoint.pt")["state"]["version"] == 2
 
     monkeypatch.setattr(Federation, "step", real_step)
     resumed = pipeline.pretrain(cfg, progress=False)

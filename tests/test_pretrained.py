@@ -1,13 +1,13 @@
 """The shipped quick-profile models are what the current code trains, and training still learns."""
 import pytest
-import torch
 
 from fmlbd.builders import build_scenario
 from fmlbd.config import config_from_dict, load_config, with_overrides
 from fmlbd.experiments.defense import defended_config
 from fmlbd.experiments.server import RULES, rule_config
 from fmlbd.fingerprint import mismatches, reference_trace
-from fmlbd.pipeline import SHIPPED, pretrain, pretrain_path
+from fmlbd.pipeline import SHIPPED, SHIPPED_SUMS, check_shipped, file_sha256, pretrain, pretrain_path
+from fmlbd.results import load_torch
 from fmlbd.workers import missing_models
 
 SHIPPED_FILES = sorted(SHIPPED.glob("pretrain-*.pt"))
@@ -23,10 +23,18 @@ def test_the_quick_profile_ships_the_series_models(omniglot_root, tmp_path):
     assert len(missing_models((retrain,), ("a", "b", "c"))) == 2  # (a)/(c) share a model
 
 
+def test_the_manifest_lists_the_sha256_of_every_shipped_model():
+    listed = dict(line.split()[::-1] for line in SHIPPED_SUMS.read_text().splitlines())
+    assert sorted(listed) == [p.name for p in SHIPPED_FILES]
+    for path in SHIPPED_FILES:
+        assert listed[path.name] == file_sha256(path)
+        check_shipped(path)
+
+
 @pytest.mark.parametrize("shipped", SHIPPED_FILES, ids=lambda p: p.stem)
 def test_a_shipped_model_is_what_the_current_code_trains(shipped, omniglot_root, tmp_path):
     """The current code's reference trace (float64, so the same on every CPU) is the shipped one."""
-    saved = torch.load(shipped, weights_only=False)
+    saved = load_torch(shipped)
     cfg = with_overrides(config_from_dict(saved["config"]), {"data.root": str(omniglot_root),
                                                              "results_dir": str(tmp_path), "shipped_models": False})
     assert pretrain_path(cfg, build_scenario(cfg)).name == shipped.stem, "the cache key scheme changed: reship"
