@@ -1,4 +1,4 @@
-"""The learner's answers to the notebooks' exercises, parsed by type.
+"""The learner's answers to the notebooks' exercises, parsed by type, and the verdict a check gives.
 
 ``True`` or "yes", "Lower" or "lower", 0.2 or "1/5" or "20%": each parser takes the forms a learner
 would write and returns the value, or raises :class:`WrongForm` with a one-line message naming the
@@ -6,7 +6,10 @@ form to use (never the truth value of a string, never a traceback in the noteboo
 """
 from __future__ import annotations
 
+import functools
 import math
+from collections import Counter
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -70,3 +73,47 @@ def integers(answer, what: str, count: int | None = None) -> list[int]:
         return [integer(a) for a in answer]
     except WrongForm:
         raise wrong from None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool | None        #: None: not answered yet
+    message: str
+    hint: str = ""         #: what a first wrong answer is told instead of ``message``, which may give it away
+
+    def _repr_markdown_(self) -> str:
+        mark = {True: "**Right.**", False: "**Not yet.**", None: "*Not answered yet:*"}[self.ok]
+        return f"{mark} {self.message}"
+
+
+UNANSWERED = Verdict(None, "set your answer in the cell above, run it, then run this check.")
+AGAIN = "Try again; a second wrong answer shows the explanation."
+
+#: wrong answers so far, per exercise (in this Python process: one notebook's kernel)
+wrong_answers: Counter = Counter()
+
+
+def answered(check):
+    """A check whose first argument is the answer: ``None`` gives :data:`UNANSWERED` before any data is
+    read, an answer of the wrong form (:class:`WrongForm`) a "Not yet" that says which form to use, and
+    the first wrong answer the check's hint instead of its explanation."""
+    @functools.wraps(check)
+    def wrapper(answer, *args, **kwargs):
+        if answer is None:
+            return UNANSWERED
+        try:
+            verdict = check(answer, *args, **kwargs)
+        except WrongForm as err:
+            return Verdict(False, str(err))
+        if verdict.ok is False and verdict.hint:
+            wrong_answers[check.__name__] += 1
+            if wrong_answers[check.__name__] == 1:
+                return Verdict(False, f"{verdict.hint} {AGAIN}")
+        return Verdict(verdict.ok, verdict.message)
+    return wrapper
+
+
+def verdict(right: bool, why: str, hint: str = "") -> Verdict:
+    """Right or not, why, and a hint for a first wrong answer (a check has already turned an answer of
+    ``None`` into :data:`UNANSWERED`)."""
+    return Verdict(bool(right), why, hint)

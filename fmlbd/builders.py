@@ -16,7 +16,8 @@ from .config import ExperimentConfig
 from .data import ClassPool, DatasetError, load_mini_imagenet, load_omniglot, omniglot_evaluation_alphabets
 from .episodes import check_episode_request, sample_episode
 from .errors import ConfigError
-from .federated import BenignClient, Federation, MaliciousClient
+from .clients import BenignClient, MaliciousClient
+from .federated import Federation
 from .functional import Params, get_params, zero_head
 from .models import ConvNet
 from .parallel import workers_for
@@ -133,7 +134,7 @@ def poisoned_sampler(cfg: ExperimentConfig, scenario: Scenario):
 
 def attack_clients(cfg: ExperimentConfig, scenario: Scenario, attack_version: int) -> list:
     """Benign clients with client 0 replaced by the adversary of ``cfg.attack`` (the protocol's: one
-    boosted poisoned update; see :class:`~fmlbd.federated.MaliciousClient` for the adaptive ones)."""
+    boosted poisoned update; see :class:`~fmlbd.clients.MaliciousClient` for the adaptive ones)."""
     a = cfg.attack
     clients = benign_clients(cfg, scenario)
     boost = a.boost if a.boost is not None else float(cfg.federation.buffer_size)

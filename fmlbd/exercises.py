@@ -9,60 +9,13 @@ answer gets the explanation, with the measured values that decide it.
 """
 from __future__ import annotations
 
-import functools
-from collections import Counter
-from dataclasses import dataclass
-
 import pandas as pd
 import torch
 
-from .answers import WrongForm, choice, integer, integers, number, yes_no
+from .answers import UNANSWERED, Verdict, WrongForm, answered, choice, integer, integers, number, yes_no
+from .answers import verdict as _verdict
 from .backdoor import BackdoorKey
 from .splits import Scenario
-
-
-@dataclass(frozen=True)
-class Verdict:
-    ok: bool | None        #: None: not answered yet
-    message: str
-    hint: str = ""         #: what a first wrong answer is told instead of ``message``, which may give it away
-
-    def _repr_markdown_(self) -> str:
-        mark = {True: "**Right.**", False: "**Not yet.**", None: "*Not answered yet:*"}[self.ok]
-        return f"{mark} {self.message}"
-
-
-UNANSWERED = Verdict(None, "set your answer in the cell above, run it, then run this check.")
-AGAIN = "Try again; a second wrong answer shows the explanation."
-
-#: wrong answers so far, per exercise (in this Python process: one notebook's kernel)
-wrong_answers: Counter = Counter()
-
-
-def answered(check):
-    """A check whose first argument is the answer: ``None`` gives :data:`UNANSWERED` before any data is
-    read, an answer of the wrong form (:class:`WrongForm`) a "Not yet" that says which form to use, and
-    the first wrong answer the check's hint instead of its explanation."""
-    @functools.wraps(check)
-    def wrapper(answer, *args, **kwargs):
-        if answer is None:
-            return UNANSWERED
-        try:
-            verdict = check(answer, *args, **kwargs)
-        except WrongForm as err:
-            return Verdict(False, str(err))
-        if verdict.ok is False and verdict.hint:
-            wrong_answers[check.__name__] += 1
-            if wrong_answers[check.__name__] == 1:
-                return Verdict(False, f"{verdict.hint} {AGAIN}")
-        return Verdict(verdict.ok, verdict.message)
-    return wrapper
-
-
-def _verdict(right: bool, why: str, hint: str = "") -> Verdict:
-    """Right or not, why, and a hint for a first wrong answer (a check has already turned an answer of
-    ``None`` into :data:`UNANSWERED`)."""
-    return Verdict(bool(right), why, hint)
 
 
 # --- 00 primer ------------------------------------------------------------------------------------

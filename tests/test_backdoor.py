@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from fmlbd.backdoor import BackdoorKey, make_attack_sets, poisoned_episode
+from fmlbd.clients import BenignClient, MaliciousClient
 from fmlbd.episodes import sample_episode
-from fmlbd.federated import BenignClient, MaliciousClient
 from fmlbd.metrics import score_backdoor_episode, scored_rows
 from tests.test_episodes import toy_pool
 
@@ -131,13 +131,13 @@ class Recorder:
 
 def fake_meta(monkeypatch):
     """Local training that draws one episode and moves every weight by +1."""
-    import fmlbd.federated as federated
+    import fmlbd.clients as clients
 
     def local_meta_train(model, params, sample, cfg, iterations, rng):
         sample(rng)
         return {k: v + 1.0 for k, v in params.items()}
 
-    monkeypatch.setattr(federated, "local_meta_train", local_meta_train)
+    monkeypatch.setattr(clients, "local_meta_train", local_meta_train)
 
 
 @pytest.mark.parametrize("after", ["benign", "silent"])

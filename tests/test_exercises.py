@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fmlbd import exercises as ex
+from fmlbd import answers, exercises as ex
 from fmlbd.config import load_config
 from fmlbd.evaluation import METRICS
 from fmlbd.splits import Scenario
@@ -14,7 +14,7 @@ CFG = load_config("quick")
 @pytest.fixture(autouse=True)
 def first_answers():
     """Each test starts as a learner who has not answered yet (the hint goes to a first wrong answer)."""
-    ex.wrong_answers.clear()
+    answers.wrong_answers.clear()
 
 
 def scenario(backdoor_holders):
@@ -143,8 +143,8 @@ def test_a_first_wrong_answer_gets_a_hint_not_the_answer_and_a_second_the_explan
     explanation = call(check, right, data).message
     first, second, third = (call(check, wrong, data) for _ in range(3))
     assert first.ok is second.ok is third.ok is False
-    assert first.message.startswith("Hint: ") and first.message.endswith(ex.AGAIN)
-    assert second.message == third.message != first.message and ex.AGAIN not in second.message
+    assert first.message.startswith("Hint: ") and first.message.endswith(answers.AGAIN)
+    assert second.message == third.message != first.message and answers.AGAIN not in second.message
     words = {str(right).lower()} if not isinstance(right, (tuple, set)) else {str(r) for r in right}
     assert not any(w in first.message.lower() for w in words if len(w) > 1), (first.message, right)
     assert first.message.split(" Try again")[0] not in explanation
