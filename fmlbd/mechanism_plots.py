@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, NullFormatter
 import numpy as np
 import pandas as pd
 
+from .aggregation import Median
 from .plots import CASE_TITLES, save, show_image
 
 KEYED = "tab:red"
@@ -67,11 +69,13 @@ def updates(timeline: pd.DataFrame, path=None) -> plt.Figure:
     labels = [f"r{r}\nc{c}" for r, c in zip(timeline["round"], timeline["client"])]
     axes[0].bar(range(len(timeline)), timeline["norm"], color=colours)
     axes[0].set_yscale("log")
+    axes[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axes[0].yaxis.set_minor_formatter(NullFormatter())
     axes[0].set_ylabel("L2 norm of the update")
     axes[1].bar(range(len(timeline)), timeline["cosine"], color=colours)
     axes[1].set_ylabel("cosine to the benign mean")
     for ax in axes[:2]:
-        ax.set_xticks(range(len(timeline)), labels, fontsize=6)
+        ax.set_xticks(range(len(timeline)), labels, fontsize=7)
         ax.set_xlabel("round (r) and client (c) of each aggregated update")
     _arrivals(axes[2], timeline, colours)
     fig.suptitle("The poisoned update (red) among the benign ones around the attack")
@@ -167,19 +171,22 @@ def attention(weights: dict, path=None) -> plt.Figure:
 
 
 def rules_on_one_round(table: pd.DataFrame, path=None) -> plt.Figure:
-    """Left: the weight each rule gave each update of one round (:func:`~fmlbd.walkthrough.rules_on_one_round`;
-    the poisoned update red). Right: the cosine of each rule's step with the poisoned update."""
+    """Left: how much each rule took from each update of one round (:func:`~fmlbd.walkthrough.rules_on_one_round`;
+    the poisoned update red): its weight in the step, or for a coordinate-wise rule (median) the share of
+    the step's coordinates that are the update's values. Right: the cosine of each rule's step with the
+    poisoned update."""
     rules = list(dict.fromkeys(table["rule"]))
     clients = table[table["rule"] == rules[0]][["client", "poisoned"]].to_numpy()
+    taken = table["why_value"].where(table["why"] == Median.explains, table["weight"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [2, 1]})
     width = 0.8 / len(clients)
     for j, (client, poisoned) in enumerate(clients):
-        w = [table[(table["rule"] == r) & (table["client"] == client)]["weight"].iloc[0] for r in rules]
+        w = [taken[(table["rule"] == r) & (table["client"] == client)].iloc[0] for r in rules]
         axes[0].bar(np.arange(len(rules)) + (j - (len(clients) - 1) / 2) * width, w, width,
                     color=KEYED if poisoned else plt.cm.Blues(0.4 + 0.2 * j), edgecolor="black", linewidth=0.5,
                     label=f"client {client}" + (" (adversary)" if poisoned else ""))
     axes[0].axhline(1 / len(clients), color="grey", linestyle=":", linewidth=1)
-    axes[0].set_ylabel("weight in the step (mean: 1/n)")
+    axes[0].set_ylabel("weight in the step (mean: 1/n);\nmedian: share of coordinates", fontsize=8)
     step = table.drop_duplicates("rule")
     axes[1].bar(range(len(rules)), step["step_cos_poisoned"], color="grey", edgecolor="black", linewidth=0.5)
     axes[1].set_ylabel("cosine of the step with\nthe poisoned update")

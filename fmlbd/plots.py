@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 import torch
 import pandas as pd
 
@@ -39,33 +40,57 @@ def save(fig: plt.Figure, path: str | Path | None) -> list[Path]:
     return files
 
 
+def episodes_note(episodes: int, mark: str = "point") -> str:
+    """What each point (or bar) of a figure of one draw is."""
+    return f"each {mark}: mean over {episodes} evaluation episodes, for one draw of the adversary"
+
+
+def _finish(fig: plt.Figure, ax, title: str, note: str) -> None:
+    """Title, then (small, below it) ``note``: what each point or bar is; one legend for the figure, from
+    ``ax``, below the panels where it covers no data."""
+    height = fig.get_figheight()
+    fig.suptitle(title, fontsize=11, y=1 - 0.05 / height, va="top")
+    if note:
+        fig.text(0.5, 1 - 0.33 / height, note, ha="center", va="top", fontsize=8, color="dimgrey")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.3 / height, 1, 1 - (0.5 if note else 0.3) / height))
+
+
 def curves_by_case(table: pd.DataFrame, x: str, xlabel: str, title: str, path=None, chance: float | None = None,
-                   metrics: Sequence[str] | None = None, markevery: int | None = None) -> plt.Figure:
-    """One panel per case, one line per metric: ``value`` against ``x`` from a tidy table."""
+                   metrics: Sequence[str] | None = None, markevery: int | None = None, note: str = "",
+                   log_x: bool = False) -> plt.Figure:
+    """One panel per case, one line per metric: ``value`` against ``x`` from a tidy table. ``note``: what
+    each point is (shown under the title); ``log_x``: a symmetric-log x axis, linear up to 10, so the
+    first steps of a long run stay visible."""
     cases = sorted(table["case"].unique())
     metrics = metrics or [m for m in LABELS if m in set(table["metric"])]
-    fig, axes = plt.subplots(1, len(cases), figsize=(4.6 * len(cases), 3.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(cases), figsize=(4.6 * len(cases), 3.9), sharey=True, squeeze=False)
     for ax, case in zip(axes[0], cases):
         sub = table[table["case"] == case]
         for m in metrics:
             line = sub[sub["metric"] == m].sort_values(x)
-            ax.plot(line[x], line["value"], label=LABELS[m], markevery=markevery, markersize=4, **STYLE[m])
+            ax.plot(line[x], line["value"], label=LABELS[m], markevery=markevery, markersize=3 if log_x else 4,
+                    **STYLE[m])
         if chance is not None:
             ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label=f"chance (1/N = {chance:.2f})")
+        if log_x:
+            ax.set_xscale("symlog", linthresh=10)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.set_xlim(-0.5, table[x].max() * 1.1)
         ax.set_title(CASE_TITLES.get(case, f"case ({case})"), fontsize=9)
         ax.set_xlabel(xlabel)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy (fraction)")
-    axes[0][-1].legend(fontsize=8, loc="center right")
-    fig.suptitle(title)
-    fig.tight_layout()
+    _finish(fig, axes[0][0], title, note)
     save(fig, path)
     return fig
 
 
-def before_after_bars(table: pd.DataFrame, title: str, path=None, phase_col: str = "phase") -> plt.Figure:
-    """Grouped bars of each metric per phase (e.g. before / after the attack), one panel per case."""
+def before_after_bars(table: pd.DataFrame, title: str, path=None, phase_col: str = "phase", note: str = "") -> plt.Figure:
+    """Grouped bars of each metric per phase (e.g. before / after the attack), one panel per case;
+    ``note``: what each bar is (shown under the title)."""
     cases = sorted(table["case"].unique())
     phases = list(dict.fromkeys(table[phase_col]))
     metrics = [m for m in LABELS if m in set(table["metric"])]
@@ -83,15 +108,13 @@ def before_after_bars(table: pd.DataFrame, title: str, path=None, phase_col: str
         ax.set_title(CASE_TITLES.get(case, f"case ({case})"), fontsize=9)
         ax.set_ylim(0, 1.1)
     axes[0][0].set_ylabel("accuracy (fraction)")
-    axes[0][-1].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
+    _finish(fig, axes[0][0], title, note)
     save(fig, path)
     return fig
 
 
 def draws_scatter(table: pd.DataFrame, title: str, path=None, main_floor: dict[str, float] | None = None,
-                  group: str = "method") -> plt.Figure:
+                  group: str = "method", note: str = "") -> plt.Figure:
     """One point per draw of the attack (tidy rows: case, draw, ``group``, metric, value): main-task
     accuracy (x) against backdoor accuracy on the attack training set (y), one panel per case,
     one colour per ``group``. Optional guide: ``main_floor[case]`` (vertical)."""
@@ -112,14 +135,13 @@ def draws_scatter(table: pd.DataFrame, title: str, path=None, main_floor: dict[s
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(LABELS["backdoor_train_acc"] + " (fraction)")
-    axes[0][-1].legend(fontsize=7, loc="upper left")
-    fig.suptitle(title)
-    fig.tight_layout()
+    _finish(fig, axes[0][0], title, note)
     save(fig, path)
     return fig
 
 
-def rule_attack_bars(table: pd.DataFrame, title: str, path=None, metric: str = "backdoor_train_acc") -> plt.Figure:
+def rule_attack_bars(table: pd.DataFrame, title: str, path=None, metric: str = "backdoor_train_acc",
+                     note: str = "") -> plt.Figure:
     """Server-side rules x adversaries (tidy rows: case, rule, attack, draw, phase, metric, value; attack
     "none" = no attack): one panel per case and phase after the attack, one bar per rule and adversary
     (mean over draws, whiskers from the lowest to the highest draw), the rule's no-attack level as a
@@ -155,9 +177,7 @@ def rule_attack_bars(table: pd.DataFrame, title: str, path=None, metric: str = "
             ax.set_title(f"{CASE_TITLES.get(case, case)}\n{phase}", fontsize=8)
             ax.grid(alpha=0.3, axis="y")
         axes[row][0].set_ylabel(LABELS[metric].replace(" (", "\n("), fontsize=8)
-    axes[0][-1].legend(fontsize=7, loc="upper right")
-    fig.suptitle(title)
-    fig.tight_layout()
+    _finish(fig, axes[0][0], title, note)
     save(fig, path)
     return fig
 

@@ -83,7 +83,7 @@ ONE_SHOT = Experiment(
     "one-shot", "attack", "the four metrics right before and right after the boosted one-shot attack",
     one_shot_attack, index=("case", "phase"),
     figure=lambda t, cfg, path: plots.before_after_bars(t, "Global model right before and after the one-shot attack",
-                                                        path),
+                                                        path, note=plots.episodes_note(cfg.eval.episodes, "bar")),
     headlines=_by_case_phase)
 
 CHANCE = Experiment(

@@ -181,7 +181,8 @@ def _draws_headlines(table, cfg) -> dict[str, float]:
 def _draws_figure(table, cfg, path):
     floor = main_task_floor(defense_comparison(cfg, tuple(sorted(set(table["case"]))), progress=False))
     return plots.draws_scatter(table, f"Defended federation right after the attack, {cfg.measure.draws} draws of "
-                                      f"the adversary", path, floor, group="update")
+                                      f"the adversary", path, floor, group="update",
+                               note=f"one point per draw, each a mean over {cfg.eval.episodes} evaluation episodes")
 
 
 DEFENSE = Experiment(
@@ -189,7 +190,7 @@ DEFENSE = Experiment(
     defense_comparison, index=("case", "phase", "method"),
     figure=lambda t, cfg, path: plots.before_after_bars(
         t[t["phase"] == "after"], "Right after the attack: fine-tuning vs local matching networks", path,
-        phase_col="method"),
+        phase_col="method", note=plots.episodes_note(cfg.eval.episodes, "bar")),
     headlines=_comparison_headlines)
 
 DEFENSE_DRAWS = Experiment(
@@ -210,7 +211,8 @@ DEFENSE_ROUNDS = Experiment(
     "defense-rounds", "defend", "the defended federation over the benign rounds after the attack",
     defense_over_rounds, index=("case", "round"),
     figure=lambda t, cfg, path: plots.curves_by_case(t, "round", "benign rounds after the attack",
-                                                     "Defended federation after the attack", path, 1 / cfg.eval.ways))
+                                                     "Defended federation after the attack", path, 1 / cfg.eval.ways,
+                                                     note=plots.episodes_note(cfg.measure.curve_episodes)))
 
 COST = Experiment(
     "cost", "defend", "inference cost per query episode: fine-tuning vs matching network",

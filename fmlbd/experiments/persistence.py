@@ -138,13 +138,15 @@ DAMPENING = Experiment(
     dampening, index=("case", "round"),
     figure=lambda t, cfg, path: plots.curves_by_case(t, "round", "benign rounds after the attack",
                                                      "Federated dampening of a one-shot backdoor", path,
-                                                     1 / cfg.eval.ways),
+                                                     1 / cfg.eval.ways,
+                                                     note=plots.episodes_note(cfg.measure.curve_episodes)),
     headlines=_dampening_headlines)
 
 FINETUNE = Experiment(
     "finetune", "attack", "the poisoned model fine-tuned on one episode for measure.finetune_max_steps steps",
     finetune_failure, index=("case", "step"),
-    figure=lambda t, cfg, path: plots.curves_by_case(t, "step", "fine-tuning steps on one episode",
+    figure=lambda t, cfg, path: plots.curves_by_case(t, "step", "fine-tuning steps on one episode (log scale past 10)",
                                                      "Fine-tuning a poisoned local model", path, 1 / cfg.eval.ways,
-                                                     markevery=50),
+                                                     note=plots.episodes_note(cfg.measure.finetune_trials),
+                                                     log_x=True),
     headlines=_finetune_headlines)

@@ -208,18 +208,26 @@ def _headlines(table, cfg) -> dict[str, float]:
             for (c, r, a, p, m), v in s.items() if m == "backdoor_train_acc"}
 
 
+def _bars_note(cfg) -> str:
+    m = cfg.measure
+    return (f"bars: mean over {m.rule_draws} draws of the adversary, each {m.curve_episodes} evaluation episodes; "
+            f"whiskers: lowest to highest draw; black line: the rule's level without attack")
+
+
 SERVER_RULES = Experiment(
     "server-rules", "defend", "the protocol's attack against each server-side rule: no attack, right after, after "
                               "the benign rounds (measure.rule_draws draws)",
     server_rules, cases=("a", "b"), index=("case", "rule", "attack", "phase"),
-    figure=lambda t, cfg, path: plots.rule_attack_bars(t, "Server-side rules against the protocol's attack", path),
+    figure=lambda t, cfg, path: plots.rule_attack_bars(t, "Server-side rules against the protocol's attack", path,
+                                                       note=_bars_note(cfg)),
     headlines=_headlines, default=False)
 
 RULE_ADAPTIVE = Experiment(
     "rule-adaptive", "defend", "adversaries who know the rule, against the rules they were built to pass",
     lambda cfg, cases, progress: server_rules(cfg, cases, progress, TARGETED), cases=("a", "b"),
     index=("case", "rule", "attack", "phase"),
-    figure=lambda t, cfg, path: plots.rule_attack_bars(t, "Adversaries who know the server's rule", path),
+    figure=lambda t, cfg, path: plots.rule_attack_bars(t, "Adversaries who know the server's rule", path,
+                                                       note=_bars_note(cfg)),
     headlines=_headlines, default=False)
 
 RULE_COST = Experiment(
