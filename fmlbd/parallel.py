@@ -140,32 +140,25 @@ class Pool:
     def map(self, items: Iterable[T]) -> list[R]:
         """``[fn(x) for x in items]``, items dealt round-robin to the workers."""
         items = list(items)
-        n = len(self.conns)
-        replies: list = [None] * len(items)
-        try:
+
+        def exchange(replies: list) -> None:
+            n = len(self.conns)
             for start in range(0, len(items), n):
                 batch = range(start, min(start + n, len(items)))
                 for i in batch:
                     self.conns[i - start].send_bytes(pickle.dumps(items[i]))
                 for i in batch:
                     replies[i] = pickle.loads(self.conns[i - start].recv_bytes())
-        except EOFError:
-            self.close()
-            raise RuntimeError("a worker process died before returning its result; rerun with FMLBD_WORKERS=1 "
-                               "to compute in this process") from None
-        except BaseException:  # e.g. Ctrl-C: the workers' state is unknown now
-            self.close()
-            raise
-        return self._results(replies)
+        return self._collect(exchange, len(items))
 
     def map_as_free(self, items: Iterable[T]) -> list[R]:
         """``[fn(x) for x in items]``, each item sent to the first worker that is free (items of
         unequal cost keep every worker busy; each result is computed on its own, so the order in
         which the workers take them does not change it)."""
         items = list(items)
-        replies: list = [None] * len(items)
-        busy: dict = {}  # connection -> index of the item it computes
-        try:
+
+        def exchange(replies: list) -> None:
+            busy: dict = {}  # connection -> index of the item it computes
             for conn, i in zip(self.conns, range(len(items))):
                 conn.send_bytes(pickle.dumps(items[i]))
                 busy[conn] = i
@@ -177,6 +170,14 @@ class Pool:
                     if i is not None:
                         conn.send_bytes(pickle.dumps(items[i]))
                         busy[conn] = i
+        return self._collect(exchange, len(items))
+
+    def _collect(self, exchange: Callable[[list], None], count: int) -> list:
+        """Run ``exchange(replies)`` with the workers, then the results in order (a worker's exception
+        re-raised here); a dead worker or an interruption closes the pool."""
+        replies: list = [None] * count
+        try:
+            exchange(replies)
         except EOFError:
             self.close()
             raise RuntimeError("a worker process died before returning its result; rerun with FMLBD_WORKERS=1 "
@@ -184,10 +185,6 @@ class Pool:
         except BaseException:  # e.g. Ctrl-C: the workers' state is unknown now
             self.close()
             raise
-        return self._results(replies)
-
-    @staticmethod
-    def _results(replies: list) -> list:
         for reply in replies:
             if reply[0] == "error":
                 raise reply[1] from RuntimeError(f"in a worker process:\n{reply[2]}")
