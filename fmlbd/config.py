@@ -131,6 +131,7 @@ class MeasureConfig(_Section):
     draws: int = 5                              #: adversary draws (``attack.draw`` = 0..n-1) of the draws experiments
     rule_draws: int = 2                         #: adversary draws per server rule x attack (notebooks 06, 07)
     dampening_rounds: int = 100                 #: benign rounds after the attack (federated dampening)
+    rule_rounds: int = 50                       #: benign rounds after the attack under each server rule (06, 07)
     curve_every: int = 10                       #: rounds between dampening evaluations
     curve_episodes: int = 30                    #: episodes per point of the dampening / fine-tuning curves
     finetune_max_steps: int = 500               #: fine-tuning failure: steps on one episode
@@ -210,8 +211,8 @@ PROFILES: dict[str, ExperimentConfig] = {
         federation=FederationConfig(rounds=4, checkpoint_every=1),
         eval=EvalConfig(episodes=4, finetune_steps=2, log_every=2, log_episodes=2),
         attack=AttackConfig(attack_iterations=2),
-        measure=MeasureConfig(dampening_rounds=3, curve_every=2, curve_episodes=2, finetune_max_steps=3,
-                              finetune_trials=2, draws=2),
+        measure=MeasureConfig(dampening_rounds=3, rule_rounds=3, curve_every=2, curve_episodes=2,
+                              finetune_max_steps=3, finetune_trials=2, draws=2),
         defense=DefenseConfig(ablation_kernels=("softmax", "class_max"), ablation_temperatures=(0.1,),
                               ablation_shots=(1, 2), cost_episodes=2),
     ),

@@ -235,7 +235,7 @@ def test_server_rules_table_and_which_rules_stop_the_attack(omniglot_root, tmp_p
     cfg = smoke(omniglot_root, tmp_path, **{"measure.rule_draws": 2})
     rules, names = ("mean", "multi_krum"), ("boosted", "disguised")
     table = server.server_rules(cfg, ("a",), False, {name: rules for name in names})
-    assert set(table["phase"]) == {"no attack", "right after", f"after {cfg.measure.dampening_rounds} rounds"}
+    assert set(table["phase"]) == {"no attack", "right after", f"after {cfg.measure.rule_rounds} rounds"}
     assert len(table) == 2 * 4 + 2 * 2 * 2 * 2 * 4  # no attack per rule; rule x attack x draw x 2 phases
     cost = server.rule_cost(cfg, ("a",), False, rules)
     with pytest.raises(ValueError, match="unknown adversaries or rules"):

@@ -46,10 +46,11 @@ MAIN_TASK_MARGIN = 0.02
 
 def rule_config(cfg: ExperimentConfig, rule: str, attack_name: str = "boosted", draw: int = 0) -> ExperimentConfig:
     """``cfg`` with the server's rule ``rule``, the adversary ``attack_name`` of :data:`ATTACKS` in its
-    draw ``draw``, and the global model kept only right after the attack and at the end of the
-    ``measure.dampening_rounds`` benign rounds after it."""
-    return with_overrides(cfg, {"federation.aggregation": rule, "attack.draw": draw,
-                                "measure.curve_every": cfg.measure.dampening_rounds} | ATTACKS[attack_name])
+    draw ``draw``, followed by ``measure.rule_rounds`` benign rounds, the global model kept only right
+    after the attack and at their end."""
+    m = cfg.measure
+    return with_overrides(cfg, {"federation.aggregation": rule, "attack.draw": draw, "measure.dampening_rounds":
+                                m.rule_rounds, "measure.curve_every": m.rule_rounds} | ATTACKS[attack_name])
 
 
 def server_rules(cfg, cases=("a", "b"), progress: bool = True, pairs: dict | None = None) -> pd.DataFrame:
@@ -57,7 +58,7 @@ def server_rules(cfg, cases=("a", "b"), progress: bool = True, pairs: dict | Non
     whose server aggregates with a rule of :data:`RULES`, for each adversary of ``pairs`` (name of
     :data:`ATTACKS` -> the rules it is run against; default: the protocol's attack against every
     rule): before any attack ("no attack": the pre-trained model), right after the attack and after
-    ``measure.dampening_rounds`` benign rounds under the same rule, for ``measure.rule_draws`` draws
+    ``measure.rule_rounds`` benign rounds under the same rule, for ``measure.rule_draws`` draws
     of the adversary. The federation runs its rule from the first round on: pre-training, attack
     and the rounds after it.
 
@@ -72,7 +73,7 @@ def server_rules(cfg, cases=("a", "b"), progress: bool = True, pairs: dict | Non
     configs = {(r, a, d): rule_config(cfg, r, a, d) for a, rs in pairs.items() for r in rs
                for d in range(cfg.measure.rule_draws)}
     cache_side_by_side(dampening_snapshots, [(c, case) for c in configs.values() for case in cases], progress)
-    end = f"after {cfg.measure.dampening_rounds} rounds"
+    end = f"after {cfg.measure.rule_rounds} rounds"
     key = sections(cfg, "eval", "measure")
     tables = []
     for case in cases:
