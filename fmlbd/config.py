@@ -126,7 +126,6 @@ class AttackConfig(_Section):
 @dataclass(frozen=True)
 class MeasureConfig(_Section):
     """How the attack's effect is measured (nothing here changes a trained or attacked model)."""
-
     prefix: ClassVar[str] = "measure"
     draws: int = 5                              #: adversary draws (``attack.draw`` = 0..n-1) of the draws experiments
     rule_draws: int = 2                         #: adversary draws per server rule x attack (notebooks 06, 07)
