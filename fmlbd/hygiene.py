@@ -28,23 +28,27 @@ def visible_lines(text: str) -> list[str]:
 
 
 def output_problems(outputs: Iterable[Mapping]) -> list[str]:
-    """One short description per problem in one cell's outputs (empty: the cell is clean)."""
-    problems, bars = [], 0
+    """One short description per problem in one cell's outputs (empty: the cell is clean). Stream
+    outputs of one name are read as one text, as a front end shows them (a progress bar redrawn
+    across many messages is one bar)."""
+    problems, streams = [], {}
     for out in outputs:
         kind = out.get("output_type")
         if kind == "error":
             problems.append(f"an error: {out.get('ename')}: {out.get('evalue')}")
         elif kind == "stream":
-            text = "".join(out.get("text", ""))
-            lines = visible_lines(text)
-            problems += [f"a warning: {line.strip()[:120]}" for line in lines if WARNING.search(line)]
-            if TRACEBACK in text:
-                problems.append("a traceback")
-            bars += sum(bool(PROGRESS_BAR.search(line)) for line in lines)
+            streams[out.get("name")] = streams.get(out.get("name"), "") + "".join(out.get("text", ""))
         elif kind == "execute_result" and set(out.get("data", {})) == {"text/plain"}:  # a figure shows itself
             value = "".join(out["data"]["text/plain"])
             if STRAY_VALUE.match(value):
                 problems.append(f"a stray return value: {value[:80]} (end the line with ';')")
+    bars = 0
+    for text in streams.values():
+        lines = visible_lines(text)
+        problems += [f"a warning: {line.strip()[:120]}" for line in lines if WARNING.search(line)]
+        if TRACEBACK in text:
+            problems.append("a traceback")
+        bars += sum(bool(PROGRESS_BAR.search(line)) for line in lines)
     if bars > 1:
         problems.append(f"{bars} progress bars (at most one per cell)")
     return problems

@@ -48,6 +48,8 @@ def test_more_than_one_progress_bar_left_on_screen_is_caught():
     assert output_problems([two]) == ["2 progress bars (at most one per cell)"]
     split = [stream(BAR + "\n"), stream("\r" + BAR + "\n")]  # two outputs, one bar each
     assert output_problems(split) == ["2 progress bars (at most one per cell)"]
+    redrawn = [stream("\r" + BAR.replace("100%", f"{p:3d}%")) for p in (0, 40, 100)] + [stream("\n")]
+    assert output_problems(redrawn) == []  # one bar redrawn over several messages, as papermill stores it
     cleared = stream("\r" + BAR + "\r" + " " * len(BAR) + "\r")  # leave=False: nothing stays on screen
     assert output_problems([cleared, stream(BAR + "\n")]) == []
     assert output_problems([stream("rounds: 250it [00:04, 60.1it/s]\n" + BAR + "\n")])
