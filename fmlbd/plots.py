@@ -58,7 +58,7 @@ def _finish(fig: plt.Figure, ax, title: str, note: str) -> None:
 
 
 def curves_by_case(table: pd.DataFrame, x: str, xlabel: str, title: str, path=None, chance: float | None = None,
-                   metrics: Sequence[str] | None = None, markevery: int | None = None, note: str = "",
+                   metrics: Sequence[str] | None = None, note: str = "",
                    log_x: bool = False) -> plt.Figure:
     """One panel per case, one line per metric: ``value`` against ``x`` from a tidy table. ``note``: what
     each point is (shown under the title); ``log_x``: a symmetric-log x axis, linear up to 10, so the
@@ -70,7 +70,7 @@ def curves_by_case(table: pd.DataFrame, x: str, xlabel: str, title: str, path=No
         sub = table[table["case"] == case]
         for m in metrics:
             line = sub[sub["metric"] == m].sort_values(x)
-            ax.plot(line[x], line["value"], label=LABELS[m], markevery=markevery, markersize=3 if log_x else 4,
+            ax.plot(line[x], line["value"], label=LABELS[m], markersize=3 if log_x else 4,
                     **STYLE[m])
         if chance is not None:
             ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label=f"chance (1/N = {chance:.2f})")
