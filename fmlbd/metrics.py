@@ -23,6 +23,14 @@ from .parallel import pmap
 from .streams import stream
 
 
+#: a backdoor counts as planted when backdoor accuracy is more than this above its no-attack level
+#: (the same model family before any attack); within it, the attack is "stopped"
+BACKDOOR_MARGIN = 0.10
+
+#: Student's t 0.975 quantile for 1..10 degrees of freedom (beyond 10: within 0.27 of 1.96; see mean_ci95_t)
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
 def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
     return (pred == labels).float().mean().item()
 
@@ -32,6 +40,16 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     v = np.asarray(values, dtype=float)
     half = 1.96 * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
     return float(v.mean()), float(half)
+
+
+def mean_ci95_t(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and half-width of its Student-t 95% confidence interval: for a handful of draws, where
+    the normal interval of :func:`mean_ci95` is too narrow (beyond 11 values, the normal one)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float(v.mean()), float("nan")
+    q = _T975[len(v) - 2] if len(v) - 1 <= len(_T975) else 1.96
+    return float(v.mean()), float(q * v.std(ddof=1) / math.sqrt(len(v)))
 
 
 def evaluation_episodes(pool: ClassPool, classes: Sequence[int], ways: int, shots: int, queries: int,

@@ -57,12 +57,18 @@ def _finish(fig: plt.Figure, ax, title: str, note: str) -> None:
     fig.tight_layout(rect=(0, 0.3 / height, 1, 1 - (0.5 if note else 0.3) / height))
 
 
+def _no_attack_line(ax, levels: dict[str, float] | None, case: str) -> None:
+    if levels and case in levels:
+        ax.axhline(levels[case], color="black", linestyle="--", linewidth=1, label="backdoor, no attack")
+
+
 def curves_by_case(table: pd.DataFrame, x: str, xlabel: str, title: str, path=None, chance: float | None = None,
                    metrics: Sequence[str] | None = None, note: str = "",
-                   log_x: bool = False) -> plt.Figure:
+                   log_x: bool = False, no_attack: dict[str, float] | None = None) -> plt.Figure:
     """One panel per case, one line per metric: ``value`` against ``x`` from a tidy table. ``note``: what
     each point is (shown under the title); ``log_x``: a symmetric-log x axis, linear up to 10, so the
-    first steps of a long run stay visible."""
+    first steps of a long run stay visible; ``no_attack[case]``: the backdoor accuracy (attack
+    training set) of the same model family before any attack, drawn as a reference line."""
     cases = sorted(table["case"].unique())
     metrics = metrics or [m for m in LABELS if m in set(table["metric"])]
     fig, axes = plt.subplots(1, len(cases), figsize=(4.6 * len(cases), 3.9), sharey=True, squeeze=False)
@@ -74,6 +80,7 @@ def curves_by_case(table: pd.DataFrame, x: str, xlabel: str, title: str, path=No
                     **STYLE[m])
         if chance is not None:
             ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label=f"chance (1/N = {chance:.2f})")
+        _no_attack_line(ax, no_attack, case)
         if log_x:
             ax.set_xscale("symlog", linthresh=10)
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -114,10 +121,11 @@ def before_after_bars(table: pd.DataFrame, title: str, path=None, phase_col: str
 
 
 def draws_scatter(table: pd.DataFrame, title: str, path=None, main_floor: dict[str, float] | None = None,
-                  group: str = "method", note: str = "") -> plt.Figure:
+                  group: str = "method", note: str = "", no_attack: dict[str, float] | None = None) -> plt.Figure:
     """One point per draw of the attack (tidy rows: case, draw, ``group``, metric, value): main-task
     accuracy (x) against backdoor accuracy on the attack training set (y), one panel per case,
-    one colour per ``group``. Optional guide: ``main_floor[case]`` (vertical)."""
+    one colour per ``group``. Optional guides: ``main_floor[case]`` (vertical), ``no_attack[case]``
+    (horizontal: backdoor accuracy before any attack)."""
     cases = sorted(table["case"].unique())
     wide = table.pivot_table(index=["case", group, "draw"], columns="metric", values="value").reset_index()
     fig, axes = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 3.8), sharey=True, squeeze=False)
@@ -129,6 +137,7 @@ def draws_scatter(table: pd.DataFrame, title: str, path=None, main_floor: dict[s
         if main_floor and case in main_floor:
             ax.axvline(main_floor[case], color="tab:blue", linestyle="--", linewidth=1,
                        label="main task floor")
+        _no_attack_line(ax, no_attack, case)
         ax.set_title(CASE_TITLES.get(case, f"case ({case})"), fontsize=9)
         ax.set_xlabel(LABELS["main_task_acc"] + " (fraction)")
         ax.set_xlim(min(0.5, wide["main_task_acc"].min() - 0.05), 1.02)

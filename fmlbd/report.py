@@ -89,10 +89,13 @@ def _methods_table(comparison: pd.DataFrame, cases) -> str:
     return "\n".join(rows)
 
 
-def defense(comparison: pd.DataFrame, spread: pd.DataFrame, rounds: pd.DataFrame, cost: pd.DataFrame) -> str:
+def defense(comparison: pd.DataFrame, spread: pd.DataFrame, above: pd.DataFrame, rounds: pd.DataFrame,
+            cost: pd.DataFrame) -> str:
     """Interpretation of the defense experiments: the comparison (case, phase, method, metric, value),
-    the spread over draws (:func:`fmlbd.experiments.defense.draws_spread`), the rounds after the attack
-    and the inference cost."""
+    the spread over draws (:func:`fmlbd.experiments.defense.draws_spread`), the draws against the
+    no-attack level (:func:`fmlbd.experiments.defense.against_no_attack`), the rounds after the
+    attack and the inference cost."""
+    from .metrics import BACKDOOR_MARGIN
     cases = [c for c in ("a", "b") if c in set(comparison["case"])]
     d = comparison.set_index(["case", "method", "phase", "metric"])["value"]
     shared = "matching, shared features"
@@ -112,14 +115,37 @@ def defense(comparison: pd.DataFrame, spread: pd.DataFrame, rounds: pd.DataFrame
         + "; the update without keyed images gives "
         + ", ".join(f"{control[c]['min']:.2f}-{control[c]['max']:.2f} (mean {control[c]['mean']:.2f})" for c in cases)
         + ".",
+        "- Against the defended model's own no-attack level (before the attack: "
+        f"{by_case(above['level'].to_dict())}), the draws' mean is "
+        + by_case({c: f"{above.loc[c, 'mean_excess']:+.2f}" for c in cases}, None)
+        + f" above it; draws more than {BACKDOOR_MARGIN:.2f} above it: "
+        + by_case({c: f"{above.loc[c, 'draws_above']} of {above.loc[c, 'draws']}" for c in cases}, None)
+        + " (highest " + by_case({c: f"{above.loc[c, 'max_excess']:+.2f}" for c in cases}, None) + ").",
+        "- Keyed update minus its control, paired by draw (mean and 95% interval over the draws): "
+        + by_case({c: _interval(above.loc[c, "keyed_minus_control"], above.loc[c, "keyed_minus_control_ci95"])
+                   for c in cases}, None) + ".",
         f"- Before the attack the defended model's main task is {by_case(_pick(d, cases, shared, 'before', 'main_task_acc'), 3)}, "
         f"the undefended one's {by_case(_pick(d, cases, 'fine-tuning', 'before', 'main_task_acc'), 3)}.",
         f"- After {int(rounds['round'].max())} benign rounds, defended backdoor accuracy is "
         f"{by_case({c: last[c, 'backdoor_train_acc'] for c in sorted(set(rounds['case']))})}.",
         f"- A query episode takes {seconds['matching network'] * 1000:.0f} ms with the matching network and "
         f"{seconds['fine-tuning'] * 1000:.0f} ms with fine-tuning on this machine.",
+        "- **In short:** right after the attack, sharing features only lowers backdoor accuracy from "
+        f"{by_case(_pick(d, cases, 'fine-tuning', 'after', 'backdoor_train_acc'))} (fine-tuning) to a mean over draws of "
+        f"{by_case({c: keyed[c]['mean'] for c in cases})}; "
+        + (f"it does not remove it in every draw: {int(above['draws_above'].sum())} of {int(above['draws'].sum())} "
+           f"draws leave it more than {BACKDOOR_MARGIN:.2f} above the no-attack level."
+           if above["draws_above"].sum() else
+           f"no draw leaves it more than {BACKDOOR_MARGIN:.2f} above the no-attack level."),
     ]
     return "\n".join(lines)
+
+
+def _interval(mean: float, half: float) -> str:
+    """"+0.16 (-0.06 to +0.37), within noise" or "... , above zero" (a 95% interval around ``mean``)."""
+    low, high = mean - half, mean + half
+    verdict = "above zero" if low > 0 else "below zero" if high < 0 else "within noise of zero"
+    return f"{mean:+.2f} ({low:+.2f} to {high:+.2f}, {verdict})"
 
 
 def chance_control(control: pd.DataFrame) -> str:
@@ -149,8 +175,7 @@ def poisoned_update(timeline) -> str:
     benign = timeline[~timeline["poisoned"]]
     return (f"**This run:** the poisoned update is {hit['norm'] / benign['norm'].median():.1f} times as large as the "
             f"median benign update (L2 norm), and its cosine to the benign mean of its round is {hit['cosine']:.2f} "
-            f"(benign updates: {benign['cosine'].min():.2f} to {benign['cosine'].max():.2f}). The server aggregated it "
-            f"in round {int(hit['round'])} with staleness {int(hit['staleness'])}.")
+            f"(benign updates: {benign['cosine'].min():.2f} to {benign['cosine'].max():.2f}).")
 
 
 def one_round(table: pd.DataFrame) -> str:

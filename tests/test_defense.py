@@ -162,3 +162,33 @@ def test_matching_loss_normalises_queries_with_support_statistics_and_differenti
     grads = torch.autograd.grad(loss, [params[f"encoder.{i}.0.bias"] for i in range(4)])
     assert all(g.abs().max() < 1e-4 for g in grads)
     assert all(m.support_size is None for m in model.modules() if hasattr(m, "support_size"))
+
+
+def test_draws_are_measured_against_the_defended_no_attack_level():
+    import pandas as pd
+    from fmlbd.metrics import BACKDOOR_MARGIN, mean_ci95_t
+
+    comparison = pd.DataFrame([{"case": "a", "method": m, "phase": p, "metric": "backdoor_train_acc", "value": v}
+                               for m, p, v in (("matching, shared features", "before", 0.4),
+                                               ("matching, shared features", "after", 0.3),
+                                               ("fine-tuning", "before", 0.9))])
+    keyed, control = (0.3, 0.45, 0.6, 0.7), (0.3, 0.3, 0.3, 0.3)
+    draws = pd.DataFrame([{"case": "a", "draw": d, "update": u, "metric": "backdoor_train_acc", "value": v}
+                          for u, vals in (("keyed images", keyed), ("no keyed images (control)", control))
+                          for d, v in enumerate(vals)])
+    row = defenses.against_no_attack(draws, comparison).loc["a"]
+    assert row["level"] == 0.4 and row["draws"] == 4
+    assert row["draws_above"] == sum(v - 0.4 > BACKDOOR_MARGIN for v in keyed) == 2   # 0.6 and 0.7; 0.45 is within
+    assert row["max_excess"] == pytest.approx(0.3) and row["mean_excess"] == pytest.approx(np.mean(keyed) - 0.4)
+    diff, half = mean_ci95_t(np.subtract(keyed, control))
+    assert (row["keyed_minus_control"], row["keyed_minus_control_ci95"]) == pytest.approx((diff, half))
+
+
+def test_the_t_interval_is_wider_than_the_normal_one_for_few_draws():
+    from fmlbd.metrics import mean_ci95, mean_ci95_t
+
+    values = [0.1, 0.3, 0.2, 0.5, 0.4]
+    assert mean_ci95_t(values)[0] == mean_ci95(values)[0]
+    assert mean_ci95_t(values)[1] == pytest.approx(mean_ci95(values)[1] * 2.776 / 1.96)
+    assert mean_ci95_t(list(range(30)))[1] == pytest.approx(mean_ci95(list(range(30)))[1])
+    assert np.isnan(mean_ci95_t([0.5])[1])

@@ -32,6 +32,13 @@ def one_shot_attack(cfg, cases=CASES, progress: bool = True, attention: Attentio
     return per_case(cfg, cases, progress, "one-shot", compute, attention=attention_key(attention), phases=list(phases))
 
 
+def no_attack_level(table: pd.DataFrame) -> dict[str, float]:
+    """Per case, backdoor accuracy (attack training set) right before the attack: the "before" rows of
+    a :func:`one_shot_attack` table."""
+    return table[(table["phase"] == "before") & (table["metric"] == "backdoor_train_acc")].set_index("case")[
+        "value"].to_dict()
+
+
 def attack_draws(cfg, cases=("a", "b"), progress: bool = True, attention: Attention | None = None) -> pd.DataFrame:
     """The four metrics right after the attack for ``measure.draws`` random draws of the adversary
     (``attack.draw`` = 0, 1, ...): same pre-trained model, same other clients, a different poisoned

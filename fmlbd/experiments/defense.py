@@ -15,12 +15,12 @@ from ..builders import attack_sets, default_attention
 from ..config import ExperimentConfig
 from ..defense import MatchingNetworkDefense
 from ..evaluation import METRICS, adapter, backdoor_test_episodes, main_episodes
-from ..metrics import BACKDOOR_METRICS, accuracy, backdoor_batch, score_backdoor_predictions
+from ..metrics import BACKDOOR_MARGIN, BACKDOOR_METRICS, accuracy, backdoor_batch, mean_ci95_t, score_backdoor_predictions
 from ..parallel import pmap
 from ..pipeline import attack
 from ..splits import CASES
 from ..workers import pretrain_cases
-from .attack import attack_draws, one_shot_attack
+from .attack import attack_draws, no_attack_level, one_shot_attack
 from .persistence import dampening
 from .spec import Experiment, per_case
 
@@ -173,16 +173,51 @@ def draws_spread(draws: pd.DataFrame) -> pd.DataFrame:
     return draws.groupby(["case", "update", "metric"])["value"].agg(["mean", "min", "max"])
 
 
+def against_no_attack(draws: pd.DataFrame, comparison: pd.DataFrame, metric: str = "backdoor_train_acc") -> pd.DataFrame:
+    """Per case, the defended federation's ``metric`` right after the attack measured against its own
+    no-attack level (the defended model before the attack, from ``comparison``) over the draws of
+    ``draws`` (a :func:`defense_draws` table): the level, the mean excess over it, how many draws
+    exceed it by more than :data:`~fmlbd.metrics.BACKDOOR_MARGIN` and the highest excess; and
+    the keyed update minus its control, paired by draw: mean and Student-t 95% half-width.
+    Rows: case; columns: level, mean_excess, draws_above, draws, max_excess, keyed_minus_control,
+    keyed_minus_control_ci95."""
+    level = comparison[(comparison["method"] == "matching, shared features") & (comparison["phase"] == "before")
+                       & (comparison["metric"] == metric)].set_index("case")["value"]
+    v = draws[draws["metric"] == metric].pivot_table(index=["case", "draw"], columns="update", values="value")
+    rows = []
+    for case in dict.fromkeys(draws["case"]):
+        keyed, control = v.loc[case, "keyed images"], v.loc[case, "no keyed images (control)"]
+        excess = keyed - level[case]
+        diff, half = mean_ci95_t(keyed - control)
+        rows.append({"case": case, "level": level[case], "mean_excess": excess.mean(),
+                     "draws_above": int((excess > BACKDOOR_MARGIN).sum()), "draws": len(excess),
+                     "max_excess": excess.max(), "keyed_minus_control": diff, "keyed_minus_control_ci95": half})
+    return pd.DataFrame(rows).set_index("case")
+
+
 def _draws_headlines(table, cfg) -> dict[str, float]:
     return {f"{m}_{'defended' if u == 'keyed images' else 'no_key_control'}_{s}_over_draws_{c}": v
             for (c, u, m), row in draws_spread(table).iterrows() for s, v in row.items()}
 
 
+def defended_level(comparison: pd.DataFrame) -> dict[str, float]:
+    """Per case, the defended model's backdoor accuracy (attack training set) right before the attack."""
+    return no_attack_level(comparison[comparison["method"] == "matching, shared features"])
+
+
 def _draws_figure(table, cfg, path):
-    floor = main_task_floor(defense_comparison(cfg, tuple(sorted(set(table["case"]))), progress=False))
+    comparison = defense_comparison(cfg, tuple(sorted(set(table["case"]))), progress=False)
     return plots.draws_scatter(table, f"Defended federation right after the attack, {cfg.measure.draws} draws of "
-                                      f"the adversary", path, floor, group="update",
-                               note=f"one point per draw, each a mean over {cfg.eval.episodes} evaluation episodes")
+                                      f"the adversary", path, main_task_floor(comparison), group="update",
+                               note=f"one point per draw, each a mean over {cfg.eval.episodes} evaluation episodes",
+                               no_attack=defended_level(comparison))
+
+
+def _rounds_figure(table, cfg, path):
+    comparison = defense_comparison(cfg, tuple(sorted(set(table["case"]))), progress=False)
+    return plots.curves_by_case(table, "round", "benign rounds after the attack", "Defended federation after the attack",
+                                path, 1 / cfg.eval.ways, note=plots.episodes_note(cfg.measure.curve_episodes),
+                                no_attack=defended_level(comparison))
 
 
 DEFENSE = Experiment(
@@ -209,10 +244,7 @@ ABLATION = Experiment(
 
 DEFENSE_ROUNDS = Experiment(
     "defense-rounds", "defend", "the defended federation over the benign rounds after the attack",
-    defense_over_rounds, index=("case", "round"),
-    figure=lambda t, cfg, path: plots.curves_by_case(t, "round", "benign rounds after the attack",
-                                                     "Defended federation after the attack", path, 1 / cfg.eval.ways,
-                                                     note=plots.episodes_note(cfg.measure.curve_episodes)))
+    defense_over_rounds, index=("case", "round"), figure=_rounds_figure)
 
 COST = Experiment(
     "cost", "defend", "inference cost per query episode: fine-tuning vs matching network",

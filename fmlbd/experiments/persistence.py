@@ -18,6 +18,7 @@ from ..pipeline import attack, dampening_snapshots
 from ..results import first_below
 from ..splits import CASES
 from ..workers import cache_side_by_side
+from .attack import no_attack_level, one_shot_attack
 from .spec import Experiment, check_cases, per_case
 
 
@@ -136,10 +137,10 @@ def _finetune_headlines(table: pd.DataFrame, cfg) -> dict[str, float]:
 DAMPENING = Experiment(
     "dampening", "attack", "the four metrics over the benign rounds after the attack",
     dampening, index=("case", "round"),
-    figure=lambda t, cfg, path: plots.curves_by_case(t, "round", "benign rounds after the attack",
-                                                     "Federated dampening of a one-shot backdoor", path,
-                                                     1 / cfg.eval.ways,
-                                                     note=plots.episodes_note(cfg.measure.curve_episodes)),
+    figure=lambda t, cfg, path: plots.curves_by_case(
+        t, "round", "benign rounds after the attack", "Federated dampening of a one-shot backdoor", path,
+        1 / cfg.eval.ways, note=plots.episodes_note(cfg.measure.curve_episodes),
+        no_attack=no_attack_level(one_shot_attack(cfg, tuple(sorted(set(t["case"]))), progress=False))),
     headlines=_dampening_headlines)
 
 FINETUNE = Experiment(

@@ -10,7 +10,7 @@ from ..aggregation import AGGREGATIONS
 from ..cache import cached_table, sections
 from ..config import ExperimentConfig, with_overrides
 from ..evaluation import attack_metrics, main_task_accuracies, metric_rows
-from ..metrics import mean_ci95
+from ..metrics import BACKDOOR_MARGIN, mean_ci95
 from ..pipeline import attack, dampening_snapshots, pretrain
 from ..workers import cache_side_by_side, pretrain_jobs
 from .spec import Experiment, check_cases
@@ -38,9 +38,8 @@ TARGETED = {"under the bound": ("mean", "norm_clip"), "spread": ("mean", "flame"
 FULL_GRID = {name: RULES for name in ATTACKS}
 
 #: a rule "stops" the protocol's attack when, right after it, backdoor accuracy (attack training set,
-#: mean over draws) is at most this far above the rule's no-attack level ...
-BACKDOOR_MARGIN = 0.10
-#: ... and its pre-trained model's main task is at most this far below the plain mean's
+#: mean over draws) is at most :data:`~fmlbd.metrics.BACKDOOR_MARGIN` above the rule's no-attack level,
+#: and its pre-trained model's main task is at most this far below the plain mean's
 MAIN_TASK_MARGIN = 0.02
 
 
