@@ -9,6 +9,8 @@ answer gets the explanation, with the measured values that decide it.
 """
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import torch
 
@@ -173,48 +175,63 @@ def larger_lr_removes_backdoor(prediction: bool | None, trace: pd.DataFrame) -> 
 # --- 05 defense ------------------------------------------------------------------------------------
 
 @answered
-def temperature_prediction(prediction: str | None, ablation: pd.DataFrame, case: str = "a") -> Verdict:
-    """At the largest shot count, does softmax attention at T = 1 give "higher" or "lower" main-task
-    accuracy than at the smallest temperature of the ablation?"""
-    prediction = choice(prediction, ("higher", "lower"))
-    sub = ablation[(ablation["shots"] == ablation["shots"].max()) & (ablation["kernel"] == "softmax")
-                   & (ablation["metric"] == "main_task_acc") & (ablation["case"] == case)].set_index("temperature")
-    low, high = sub["value"][sub.index.min()], sub["value"][sub.index.max()]
-    truth = "higher" if high > low else "lower"
-    return _verdict(prediction == truth,
-                    f"T = {sub.index.max():g}: {high:.3f}, T = {sub.index.min():g}: {low:.3f} (case ({case})). A large "
-                    f"T spreads the attention over every support image, a small one puts it all on the closest.",
-                    "Hint: in the ablation table, read main-task accuracy at the largest shot count, softmax "
-                    "kernel, case (a), at the largest and the smallest temperature.")
+def attention_weight_ratio(answer: float | None, cfg) -> Verdict:
+    """Softmax attention at ``defense.temperature`` T: how many times the weight of a support image
+    whose cosine similarity to the query is 0.9 is that of one at 0.8?"""
+    t = cfg.defense.temperature
+    truth = math.exp((0.9 - 0.8) / t)
+    return _verdict(abs(number(answer) - truth) <= 0.01 * truth,
+                    f"exp((0.9 - 0.8) / T) = exp({0.1 / t:g}) = {truth:.3g} at T = {t:g}: softmax gives each stored "
+                    f"image a weight proportional to exp(similarity / T), so a small T makes a small difference in "
+                    f"similarity a large one in weight (T -> 0: all weight on the closest image, as class_max).",
+                    "Hint: softmax attention gives a stored image with similarity s the weight exp(s / T) / Z, "
+                    "with the same Z for every image; the ratio of two weights does not need Z.")
 
 
 @answered
-def keyed_moves_towards_target(answer: str | None, projection: pd.DataFrame) -> Verdict:
-    """In which federation ("undefended" or "defended") do keyed images' features move further towards the
-    target class (mean cosine to the target's mean feature, after minus before the attack)?"""
-    keyed = projection[projection["kind"] == "backdoor, keyed"]
-    rise = keyed.groupby(["model", "phase"])["cos_target"].mean().unstack("phase")
-    rise = (rise["after"] - rise["before"]).to_dict()
-    truth = max(rise, key=rise.get)
-    return _verdict(choice(answer, tuple(sorted(rise))) == truth,
-                    "rise of the keyed images' cosine to the target: " + ", ".join(f"{v:+.2f} ({k})" for k, v in rise.items())
-                    + ". The backdoor is a place in feature space: keyed images are mapped next to the target.",
-                    "Hint: per federation, subtract the keyed images' mean cosine to the target before the "
-                    "attack from the one after it (the projection table above).")
+def key_rise_towards_target(answer: float | None, projection: pd.DataFrame, model: str = "defended") -> Verdict:
+    """In ``model``'s federation, how much more does the keyed images' mean cosine to the target rise
+    during the attack than that of clean images of the same characters (after minus before, keyed
+    minus clean)?"""
+    means = projection[projection["model"] == model].groupby(["kind", "phase"])["cos_target"].mean()
+    rise = {k: means[k, "after"] - means[k, "before"] for k in ("backdoor, keyed", "backdoor, clean")}
+    truth = rise["backdoor, keyed"] - rise["backdoor, clean"]
+    return _verdict(abs(number(answer) - truth) <= 0.005,
+                    f"{truth:+.3f}: keyed images' cosine to the target rose by {rise['backdoor, keyed']:+.3f}, clean "
+                    f"images' of the same characters by {rise['backdoor, clean']:+.3f} ({model} federation). What the "
+                    f"attack did to the characters themselves moves both; what it did to the key moves only the keyed.",
+                    f"Hint: in the table under the feature picture, take the {model} rows: the rise of a kind of "
+                    f"image is its cosine after the attack minus before it; subtract the clean images' rise from "
+                    f"the keyed images' (to 3 decimals).")
 
 
 # --- 06 server-side rules --------------------------------------------------------------------------
 
 @answered
-def update_dropped_by_krum(answer: int | None, one_round: pd.DataFrame) -> Verdict:
-    """Which client's update did Multi-Krum give weight 0 in the round of the walk-through?"""
-    krum = one_round[one_round["rule"] == "multi_krum"].set_index("client")
-    dropped = krum[krum["weight"] == 0].index.tolist()
-    scores = ", ".join(f"client {c}: {v:.3g}" for c, v in krum["why_value"].items())
-    return _verdict(integer(answer, "a client number") in dropped, f"Krum scores (sum of squared distances to the nearest other update) are "
-                                       f"{scores}; the highest is dropped: client {dropped[0]}.",
-                    "Hint: Multi-Krum scores each update by its squared distances to its nearest other updates "
-                    "and drops the highest score: which update is far from all the others?")
+def krum_score_of_the_unboosted(answer: float | None, updates: list, boost: float, byzantine: int = 1) -> Verdict:
+    """Had the adversary not boosted its update (its delta divided by ``boost``), what would its Krum
+    score be in the round of the walk-through (``updates``: that round's
+    :class:`~fmlbd.federated.Update` list), and would Multi-Krum still drop it?"""
+    from .aggregation import MultiKrum, flatten
+
+    given = number(answer)
+    flat = flatten([u.delta for u in updates])
+    bad = [u.poisoned for u in updates].index(True)
+    flat[bad] /= boost
+    scores = MultiKrum(byzantine).explain(flat)
+    truth = float(scores[bad])
+    listed = ", ".join(f"client {u.client}{' (poisoned)' if u.poisoned else ''}: {float(v):.4g}"
+                       for u, v in zip(updates, scores))
+    still = bool(scores[bad] == scores.max())
+    return _verdict(abs(given - truth) <= 0.01 * abs(truth),
+                    f"{truth:.4g}. Krum scores with the poisoned update divided by {boost:g}: {listed}. Multi-Krum "
+                    f"drops the highest: " + ("even unboosted, the poisoned update is the farthest from the others, "
+                                              "so the boost is not what gives it away here." if still else
+                                              "unboosted, the poisoned update is no longer the farthest, and a "
+                                              "benign one is dropped instead."),
+                    "Hint: with 3 updates and byzantine = 1, an update's Krum score is its squared L2 distance to "
+                    "its nearest other update (torch.cdist); divide the poisoned row of the flattened updates by "
+                    "the boost first.")
 
 
 @answered

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 import numpy as np
 import pandas as pd
 
@@ -61,37 +61,38 @@ def ownership(scenarios: dict, path=None) -> plt.Figure:
     return fig
 
 
-def updates(timeline: pd.DataFrame, path=None) -> plt.Figure:
+def updates(timeline: pd.DataFrame, path=None, staleness: bool = True) -> plt.Figure:
     """Left: each aggregated update's norm by round (the poisoned one red). Middle: its cosine to the mean
-    of the round's benign updates. Right: the timeline: when each client's update arrived, and the rounds."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    of the round's benign updates. Right: the timeline: when each client's update arrived, and the rounds
+    (``staleness``: each stale update marked with its staleness)."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.8))
     colours = np.where(timeline["poisoned"], KEYED, "tab:blue")
-    labels = [f"r{r}\nc{c}" for r, c in zip(timeline["round"], timeline["client"])]
+    labels = [f"round {r}, client {c}" for r, c in zip(timeline["round"], timeline["client"])]
     axes[0].bar(range(len(timeline)), timeline["norm"], color=colours)
     axes[0].set_yscale("log")
+    axes[0].yaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
     axes[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axes[0].yaxis.set_minor_formatter(NullFormatter())
     axes[0].set_ylabel("L2 norm of the update")
     axes[1].bar(range(len(timeline)), timeline["cosine"], color=colours)
     axes[1].set_ylabel("cosine to the benign mean")
     for ax in axes[:2]:
-        ax.set_xticks(range(len(timeline)), labels, fontsize=7)
-        ax.set_xlabel("round (r) and client (c) of each aggregated update")
-    _arrivals(axes[2], timeline, colours)
+        ax.set_xticks(range(len(timeline)), labels, fontsize=7, rotation=90)
+    _arrivals(axes[2], timeline, colours, staleness)
     fig.suptitle("The poisoned update (red) among the benign ones around the attack")
     fig.tight_layout()
     save(fig, path)
     return fig
 
 
-def _arrivals(ax, timeline: pd.DataFrame, colours) -> None:
+def _arrivals(ax, timeline: pd.DataFrame, colours, staleness: bool = True) -> None:
     """When each client's update arrived (dots), the rounds (dotted lines) and each stale update's staleness."""
     ax.scatter(timeline["arrival"], timeline["client"], c=colours, s=40, zorder=3)
     for _, r in timeline.drop_duplicates("round").iterrows():
         ax.axvline(r["aggregated"], color="grey", linewidth=0.8, linestyle=":")
-        ax.text(r["aggregated"], timeline["client"].max() + 0.4, f"round {int(r['round'])}", fontsize=6, rotation=90,
+        ax.text(r["aggregated"], timeline["client"].max() + 0.4, f"round {int(r['round'])}", fontsize=7, rotation=90,
                 va="bottom", ha="right")
-    for _, u in timeline[timeline["staleness"] > 0].iterrows():
+    for _, u in timeline[timeline["staleness"] > 0].iterrows() if staleness else ():
         ax.annotate(f"stale {int(u['staleness'])}", (u["arrival"], u["client"]), fontsize=6, xytext=(3, -9),
                     textcoords="offset points")
     ax.set_yticks(sorted(timeline["client"].unique()))

@@ -1,11 +1,15 @@
 """Each exercise check says "not yet" to a wrong answer, "right" to the solution, and waits for None."""
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from fmlbd import answers, exercises as ex
 from fmlbd.config import load_config
 from fmlbd.evaluation import METRICS
+from fmlbd.federated import Update
 from fmlbd.splits import Scenario
 
 CFG = load_config("quick")
@@ -37,13 +41,20 @@ DAMPENING = pd.DataFrame([{"case": c, "round": r, "metric": "backdoor_train_acc"
 DRIFT = pd.DataFrame({"round": [0, 100], "distance": [0.0, 5.0], "attack_step": [2.0, 2.0]})
 TRACE = pd.DataFrame([{"step": s, "metric": "p(target | keyed image)", "value": v}
                       for s, v in enumerate((0.2, 0.9, 0.8, 0.7))])
-ABLATION = pd.DataFrame([{"shots": 5, "kernel": "softmax", "temperature": t, "case": "a", "metric": "main_task_acc",
-                          "value": v} for t, v in ((0.01, 0.90), (0.1, 0.92), (1.0, 0.80))])
-PROJECTION = pd.DataFrame([{"model": m, "phase": p, "kind": "backdoor, keyed", "cos_target": v}
-                           for m, (b, a) in {"undefended": (0.1, 0.8), "defended": (0.1, 0.3)}.items()
+PROJECTION = pd.DataFrame([{"model": m, "phase": p, "kind": k, "cos_target": v}
+                           for m in ("undefended", "defended")
+                           for k, (b, a) in {"backdoor, keyed": (0.1, 0.5), "backdoor, clean": (0.1, 0.3)}.items()
                            for p, v in (("before", b), ("after", a))])
-ONE_ROUND = pd.DataFrame({"rule": ["multi_krum"] * 3, "client": [1, 0, 3], "weight": [0.5, 0.0, 0.5],
-                          "why_value": [2.0, 9.0, 2.0]})
+
+
+def krum_round(poisoned_delta, benign):
+    """One round of 2-d updates: client 1, the adversary (client 0), client 3."""
+    deltas = [benign[0], poisoned_delta, benign[1]]
+    return [Update(float(i), c, 0, {"w": torch.tensor(d)}, poisoned=c == 0) for i, (c, d) in enumerate(zip((1, 0, 3), deltas))]
+
+
+STILL_FAR = krum_round([30.0, 0.0], ([1.0, 0.0], [0.0, 1.0]))    # unboosted: [10, 0], still the farthest
+BLENDS_IN = krum_round([3.0, 0.0], ([1.1, 0.0], [0.0, 5.0]))     # unboosted: [1, 0], next to client 1
 RULE_TABLE = pd.DataFrame([{"case": "a", "rule": "norm_clip", "attack": a, "phase": p, "metric": "backdoor_train_acc",
                             "value": v} for a, p, v in (("none", "no attack", 0.3), ("boosted", "right after", 0.35),
                                                         ("under the bound", "right after", 0.36))])
@@ -66,9 +77,10 @@ CASES = [  # (check, wrong answer, right answer, data)
     (ex.drifted_past_attack_step, False, True, (DRIFT,)),
     (ex.p_target_before_finetuning, 0.5, 0.2, (CFG,)),
     (ex.larger_lr_removes_backdoor, True, False, (TRACE,)),
-    (ex.temperature_prediction, "higher", "lower", (ABLATION,)),
-    (ex.keyed_moves_towards_target, "defended", "undefended", (PROJECTION,)),
-    (ex.update_dropped_by_krum, 1, 0, (ONE_ROUND,)),
+    (ex.attention_weight_ratio, 1.1, math.e, (CFG,)),
+    (ex.key_rise_towards_target, 0.4, 0.2, (PROJECTION,)),
+    (ex.krum_score_of_the_unboosted, 9.0, 81.0, (STILL_FAR, 3.0)),
+    (ex.krum_score_of_the_unboosted, 1.0, 0.01, (BLENDS_IN, 3.0)),
     (ex.updates_for_trimmed_mean_to_differ, 3, 4, ()),
     (ex.under_the_bound_plants_more, "more", "not more", (RULE_TABLE,)),
     (ex.median_takes_more_of_the_disguised, "fewer", "more", (SHAPED,)),
@@ -111,10 +123,13 @@ FORMS = [  # (check, data, right answers in every accepted form, wrong answers, 
     (ex.p_target_before_finetuning, (CFG,), [0.2, "0.2", "1/5", "20%", " 1 / 5 ", np.float32(0.2)], [0.5, "1/2", 1],
      ["one fifth", True, "", float("nan"), [0.2], "1/0"]),
     (ex.larger_lr_removes_backdoor, (TRACE,), [False, "False", "no", "NO"], [True, "yes"], ["nope", 0, "0.5"]),
-    (ex.temperature_prediction, (ABLATION,), ["lower", "Lower"], ["higher", "HIGHER"], ["low", 0.8, True]),
-    (ex.keyed_moves_towards_target, (PROJECTION,), ["undefended", "Undefended", " UNDEFENDED"], ["defended", "Defended"],
-     ["both", 1, True]),
-    (ex.update_dropped_by_krum, (ONE_ROUND,), [0, "0", 0.0, np.int64(0)], [1, 3, "3"], ["client 0", True, 0.5, [0]]),
+    (ex.attention_weight_ratio, (CFG,), [math.e, 2.72, "2.718", np.float32(2.718)], [1.1, 1 / math.e, 10, "0.368"],
+     ["e", True, [2.7], "exp(1)"]),
+    (ex.key_rise_towards_target, (PROJECTION,), [0.2, "0.2", "1/5", 0.203, np.float64(0.198)], [0.4, -0.2, 0.21],
+     ["a lot", True, [0.2]]),
+    (ex.krum_score_of_the_unboosted, (STILL_FAR, 3.0), [81, "81", 81.5, np.float32(81.0)], [729, 9, 2, 0],
+     ["eighty-one", True, [81]]),
+    (ex.krum_score_of_the_unboosted, (BLENDS_IN, 3.0), [0.01, "0.01", "1%"], [0.09, 0.0, 1], ["small", False]),
     (ex.updates_for_trimmed_mean_to_differ, (), [4, "4", 4.0], [3, 5, "3"], ["four", 4.5, True]),
     (ex.under_the_bound_plants_more, (RULE_TABLE,), ["not more", "Not More", "not  more"], ["more", "MORE"],
      ["less", False, 0]),
