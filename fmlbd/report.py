@@ -178,16 +178,25 @@ def poisoned_update(timeline) -> str:
             f"(benign updates: {benign['cosine'].min():.2f} to {benign['cosine'].max():.2f}).")
 
 
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
+    return "\n".join(["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+                     + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _name(rule: str) -> str:
+    return rule.replace("_", " ")
+
+
 def one_round(table: pd.DataFrame) -> str:
     """Interpretation of :func:`fmlbd.walkthrough.rules_on_one_round`: what each rule did with the poisoned update."""
     bad = table[table["poisoned"]].set_index("rule")
     benign_norm = table[~table["poisoned"]]["norm"].median()
-    parts = []
-    for rule, r in bad.iterrows():
-        parts.append(f"{rule.replace('_', ' ')} gives it weight {r['weight']:.2f} ({r['why']}: {r['why_value']:.3g}), "
-                     f"and its step has cosine {r['step_cos_poisoned']:.2f} with it")
+    rows = [[_name(rule), "none (per coordinate)" if rule == "median" else f"{r['weight']:.2f}",
+             f"{r['why']}: {r['why_value']:.3g}", f"{r['step_cos_poisoned']:.2f}"] for rule, r in bad.iterrows()]
     return (f"**This run:** the poisoned update is {bad['norm'].iloc[0] / benign_norm:.1f} times the median benign "
-            f"norm of its round. " + "; ".join(parts) + ".")
+            f"norm of its round. What each rule did with it:\n\n"
+            + _table(["rule", "its weight", "what the rule decided on", "cosine of the rule's step with it"], rows))
 
 
 def server_rules(table: pd.DataFrame, cost: pd.DataFrame, stops: pd.DataFrame) -> str:
@@ -197,18 +206,17 @@ def server_rules(table: pd.DataFrame, cost: pd.DataFrame, stops: pd.DataFrame) -
 
     main = cost[cost["metric"] == "main_task_acc"].set_index(["case", "rule"])["value"]
     cases = [c for c in CASE_ORDER if c in set(table["case"])]
-    lines = [f"**What this run measured** ({table['draw'].nunique()} draws of the adversary):", ""]
-    for case in cases:
-        st = stops[stops["case"] == case].set_index("rule")
-        stopping = [r.replace("_", " ") for r in st.index if st.loc[r, "stops"]]
-        lines.append(f"- Case ({case}): right after the attack, backdoor accuracy above the no-attack level is "
-                     + ", ".join(f"{r.replace('_', ' ')} {st.loc[r, 'backdoor_excess']:+.2f}" for r in st.index)
-                     + f". Within {BACKDOOR_MARGIN:.2f} of it, with a main task within {MAIN_TASK_MARGIN:.2f} of the "
-                       f"plain mean's: " + (", ".join(stopping) if stopping else "no rule") + ".")
-    lines.append("- Main task of the pre-trained model: " + "; ".join(
-        f"({c}) " + ", ".join(f"{r.replace('_', ' ')} {main[c, r]:.3f}" for r in dict.fromkeys(cost["rule"]))
-        for c in cases) + ".")
-    return "\n".join(lines)
+    st = stops.set_index(["case", "rule"])
+    rows = [[_name(rule)] + [f"{st.loc[(c, rule), 'backdoor_excess']:+.2f}" for c in cases]
+            + [f"{main[c, rule]:.3f}" for c in cases]
+            + [", ".join(f"({c})" for c in cases if st.loc[(c, rule), "stops"]) or "no"]
+            for rule in dict.fromkeys(stops["rule"])]
+    return (f"**What this run measured** ({table['draw'].nunique()} draws of the adversary). Backdoor accuracy "
+            f"right after the attack above the rule's no-attack level (mean over draws), the pre-trained model's "
+            f"main task, and whether the rule stops the attack: within {BACKDOOR_MARGIN:.2f} of the no-attack "
+            f"level, with a main task within {MAIN_TASK_MARGIN:.2f} of the plain mean's.\n\n"
+            + _table(["rule"] + [f"above no attack ({c})" for c in cases] + [f"main task ({c})" for c in cases]
+                     + ["stops it in"], rows))
 
 
 def rule_adaptive(table: pd.DataFrame) -> str:
@@ -217,19 +225,23 @@ def rule_adaptive(table: pd.DataFrame) -> str:
 
     s = spread(table)
     end = [p for p in dict.fromkeys(table["phase"]) if p not in ("no attack", "right after")][0]
-    lines = [f"**What this run measured** (backdoor accuracy on the attack training set above the rule's "
-             f"no-attack level, mean over {table['draw'].nunique()} draws, lowest-highest draw in brackets):", ""]
-    for case in [c for c in CASE_ORDER if c in set(table["case"])]:
-        parts = []
-        for (c, rule, attack, phase, metric), row in s.iterrows():
-            if c != case or phase != "right after" or metric != "backdoor_train_acc":
-                continue
-            level = s.loc[(case, rule, "none", "no attack", metric), "mean"]
-            later = s.loc[(case, rule, attack, end, metric), "mean"] - level
-            parts.append(f"{attack} against {rule.replace('_', ' ')} {row['mean'] - level:+.2f} "
-                         f"({row['min'] - level:+.2f} to {row['max'] - level:+.2f}), {later:+.2f} {end}")
-        lines.append(f"- Case ({case}): " + "; ".join(parts) + ".")
-    return "\n".join(lines)
+    cases = [c for c in CASE_ORDER if c in set(table["case"])]
+    pairs = [(a, r) for a, r in dict.fromkeys(zip(table["attack"], table["rule"])) if a != "none"]
+    bd = "backdoor_train_acc"
+    rows = []
+    for attack, rule in pairs:
+        cells = []
+        for c in cases:
+            level = s.loc[(c, rule, "none", "no attack", bd), "mean"]
+            now = s.loc[(c, rule, attack, "right after", bd)]
+            later = s.loc[(c, rule, attack, end, bd), "mean"] - level
+            cells += [f"{now['mean'] - level:+.2f} ({now['min'] - level:+.2f} to {now['max'] - level:+.2f})",
+                      f"{later:+.2f}"]
+        rows.append([attack, _name(rule)] + cells)
+    head = ["adversary", "rule"] + [h for c in cases for h in (f"right after ({c})", f"{end} ({c})")]
+    return (f"**What this run measured:** backdoor accuracy on the attack training set above the rule's no-attack "
+            f"level, mean over {table['draw'].nunique()} draws (lowest to highest draw in brackets).\n\n"
+            + _table(head, rows))
 
 
 def timeline(table: pd.DataFrame, buffer_size: int) -> str:

@@ -29,3 +29,23 @@ def test_dampening_report_finds_when_the_backdoor_first_falls_below_the_threshol
     text = report.dampening(pd.DataFrame(rows))
     assert "never falls below 0.5 within the run in case (a)" in text and "at round 10 (c)" in text
     assert "at least 0.70 (a) and 0.40 (c)" in text and "0.70 (a) and 0.60 (c) at round 20" in text
+
+
+def rule_table(excess):
+    """A server-rule table (case a): no-attack level 0.3, each (adversary, rule) at 0.3 + its excess in both draws."""
+    rows = [{"case": "a", "rule": r, "attack": "none", "draw": 0, "phase": "no attack", "metric": "backdoor_train_acc",
+             "value": 0.3} for r in dict.fromkeys(r for _, r in excess)]
+    for (attack, rule), e in excess.items():
+        for draw, jitter in enumerate((-0.01, 0.01)):
+            for phase, v in (("right after", 0.3 + e + jitter), ("after 50 rounds", 0.3 + e / 2)):
+                rows.append({"case": "a", "rule": rule, "attack": attack, "draw": draw, "phase": phase,
+                             "metric": "backdoor_train_acc", "value": v})
+    return pd.DataFrame(rows)
+
+
+def test_rule_reports_are_tables_with_a_row_per_adversary_and_rule():
+    text = report.rule_adaptive(rule_table({("spread", "mean"): 0.6, ("spread", "flame"): 0.2}))
+    lines = [line for line in text.splitlines() if line.startswith("| spread")]
+    assert lines == ["| spread | mean | +0.60 (+0.59 to +0.61) | +0.30 |",
+                     "| spread | flame | +0.20 (+0.19 to +0.21) | +0.10 |"]
+    assert "right after (a)" in text and "after 50 rounds (a)" in text
