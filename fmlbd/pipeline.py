@@ -112,7 +112,8 @@ def _check_finite(cfg: ExperimentConfig, params: Params, round_: int) -> None:
 
 
 def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = True, position: int = 0,
-             on_log: Callable[[int, float, Params], None] | None = None) -> Trained:
+             on_log: Callable[[int, float, Params], None] | None = None,
+             on_round: Callable[[int], None] | None = None) -> Trained:
     """Benign federated meta-training for ``cfg.federation.rounds`` rounds, cached and resumable.
 
     Every client (the adversary too) trains benignly on its own classes. The
@@ -120,7 +121,8 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
     ``eval.log_every`` rounds and at the end. A checkpoint is written every
     ``federation.checkpoint_every`` rounds; rerunning after an interruption resumes
     from it and gives the same result as an uninterrupted run. ``on_log(round, seconds, params)``
-    is called at each log point (seconds: training time so far, logging included).
+    is called at each log point (seconds: training time so far, logging included), ``on_round(round)``
+    after each round trained.
 
     Training runs on one torch thread: floating-point sums depend on how they are split
     across threads, so this keeps a model independent of the machine's core count and of
@@ -156,6 +158,8 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
         while federation.version < rounds:
             record = federation.step()
             bar.update(1)
+            if on_round is not None:
+                on_round(record.round)
             if record.round % log_every == 0 or record.round == rounds:
                 _check_finite(cfg, federation.params, record.round)
                 acc = float(main_task_accuracies(cfg, model, federation.params, scenario, episodes=log_episodes,

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 from tqdm import tqdm
 
@@ -45,29 +46,47 @@ def pretrain_jobs(jobs, progress: bool = True, workers: int | None = None) -> No
     n = min(len(missing), workers or os.cpu_count() or 1)
     if n <= 1:
         return
+    names = ", ".join(f"({case}) {c.meta.algorithm} {c.federation.aggregation}" for c, case in missing.values())
+    bar = tqdm(total=sum(c.federation.rounds for c, _ in missing.values()), unit="round", disable=not progress,
+               desc=f"pre-training {len(missing)} models, {n} side by side")
     if progress:
-        names = ", ".join(f"({case}) {c.meta.algorithm} {c.federation.aggregation}" for c, case in missing.values())
         tqdm.write(f"pre-training {names} in {n} parallel processes")
     pending = list(missing.values())
     while pending:
         batch, pending = pending[:n], pending[n:]
-        procs = []
+        procs, readers = [], []
         try:
-            for i, (c, case) in enumerate(batch):
-                proc = subprocess.Popen([sys.executable, "-m", "fmlbd.workers", str(i)], stdin=subprocess.PIPE,
-                                        text=True, preexec_fn=die_with_parent, env=os.environ | {"FMLBD_WORKERS": "1"})
+            for c, case in batch:
+                proc = subprocess.Popen([sys.executable, "-m", "fmlbd.workers"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent,
+                                        env=os.environ | {"FMLBD_WORKERS": "1"})
                 procs.append(proc)
-                proc.stdin.write(json.dumps({"config": c.to_dict(), "case": case, "progress": progress}))
+                proc.stdin.write(json.dumps({"config": c.to_dict(), "case": case}))
                 proc.stdin.close()
+                readers.append(threading.Thread(target=_count_rounds, args=(proc.stdout, bar), daemon=True))
+                readers[-1].start()
             failed = [case for proc, (c, case) in zip(procs, batch) if proc.wait() != 0]
+            for reader in readers:
+                reader.join()
         finally:
             for proc in procs:
                 if proc.poll() is None:
                     proc.terminate()
                     proc.wait()
         if failed:
+            bar.close()
             raise RuntimeError(f"pre-training of case(s) {failed} failed (see the error above); rerun to resume "
                                f"from the last checkpoint")
+    bar.close()
+
+
+def _count_rounds(stream, bar) -> None:
+    """Advance the shared ``bar`` by the rounds a worker reports, one round number per line on ``stream``."""
+    last = 0
+    for line in stream:
+        done = int(line)
+        bar.update(done - last)
+        last = done
 
 
 def pretrain_cases(cfg: ExperimentConfig, cases, progress: bool = True, workers: int | None = None,
@@ -104,11 +123,13 @@ def cache_side_by_side(stage, jobs, progress: bool = True) -> None:
     pmap(compute, missing)
 
 
-def main(position: int) -> None:
-    """Entry point of a worker process: the job as JSON on stdin."""
+def main() -> None:
+    """Entry point of a worker process: the job as JSON on stdin; each round trained is reported as its
+    number on a line of stdout (the parent's one progress bar counts them)."""
     job = json.loads(sys.stdin.read())
-    pretrain(config_from_dict(job["config"]), job["case"], job["progress"], position)
+    pretrain(config_from_dict(job["config"]), job["case"], progress=False,
+             on_round=lambda r: print(r, flush=True))
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main()

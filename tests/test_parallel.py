@@ -108,3 +108,16 @@ def test_attacks_and_dampening_cached_side_by_side_equal_the_in_process_ones(omn
                        persistence.dampening(cfg, ("a", "b", "c"), progress=False)))
     for side_by_side, in_process in zip(*tables):
         pd.testing.assert_frame_equal(side_by_side, in_process)
+
+
+def test_side_by_side_pretraining_shows_one_progress_bar_for_all_its_models(omniglot_root, tmp_path, capfd):
+    from fmlbd import hygiene
+    from fmlbd.workers import missing_models, pretrain_cases
+
+    cfg = smoke(omniglot_root, tmp_path)
+    pretrain_cases(cfg, ("a", "b"), progress=True, workers=2)
+    assert missing_models([cfg], ("a", "b")) == {}
+    err = capfd.readouterr().err
+    bars = [line for line in hygiene.visible_lines(err) if hygiene.PROGRESS_BAR.search(line)]
+    total = 2 * cfg.federation.rounds
+    assert len(bars) == 1 and f"{total}/{total}" in bars[0], err
