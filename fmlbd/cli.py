@@ -16,7 +16,8 @@ from .config import PROFILES, load_config, parse_overrides, with_overrides
 from .errors import CacheError, ConfigError, DatasetError
 from .series import series
 
-USER_ERRORS = (ConfigError, DatasetError, CacheError)  # TrainingDiverged is a ConfigError
+#: errors a user can act on, printed as one line (TrainingDiverged is a ConfigError)
+USER_ERRORS = (ConfigError, DatasetError, CacheError, FileExistsError, PermissionError)
 
 
 def _config(args):
@@ -126,6 +127,18 @@ def cmd_reproduce(args) -> int:
     return 0 if (runs["status"] == "ok").all() else 1
 
 
+def cmd_notebooks(args) -> int:
+    """Write the series (and solutions/) to a folder, to open it outside a checkout."""
+    from .series import write_notebooks
+
+    from .paths import user_folder
+
+    written = write_notebooks(args.folder, args.overwrite)
+    print(f"wrote {len(written)} notebooks to {Path(args.folder).resolve()}; start with {written[0].name} "
+          f"(data and results go to {user_folder()} unless set: see fmlbd.paths)")
+    return 0
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with errors as one line ``error: ...`` (exit code 2). A command that runs experiments
     lists the registry's in its help (loaded only then: the registry imports torch)."""
@@ -190,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", default=None, help="run only notebooks whose name contains one of these")
     p.add_argument("--retrain", action="store_true", help="train every model from scratch (no shipped models)")
     p.set_defaults(func=cmd_reproduce)
+    p = sub.add_parser("notebooks", help="write the notebook series and its solutions to a folder")
+    p.add_argument("folder", help="where to write them (created if missing)")
+    p.add_argument("--overwrite", action="store_true", help="replace notebooks already in the folder")
+    p.set_defaults(func=cmd_notebooks)
     p = sub.add_parser("download", help="download and MD5-verify a dataset")
     p.add_argument("dataset", choices=["omniglot"])
     p.add_argument("--source", default="minimal", choices=sorted(OMNIGLOT_SOURCES))

@@ -19,6 +19,23 @@ from .results import environment_info, write_json
 from .series import series
 
 
+def _kernel_manager():
+    """The kernel manager papermill starts each notebook's kernel with: local sockets (IPC) where the OS
+    has them, so the kernel has no TCP port to warn about (or to expose) on a shared machine."""
+    import os
+
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    if os.name != "posix":
+        return AsyncKernelManager
+
+    class LocalSocketKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return LocalSocketKernelManager
+
+
 def record_headlines(output_dir: str | Path, notebook: str, numbers: dict[str, float]) -> None:
     """Save a notebook's headline numbers (name -> value) to ``<output_dir>/summary/<notebook>.json``
     for the series summary."""
@@ -49,7 +66,8 @@ def run_series(output_dir: str | Path, parameters: dict, notebooks: list[Path] |
         start, status, error = time.perf_counter(), "ok", ""
         try:
             papermill.execute_notebook(str(nb), str(out / "notebooks" / nb.name), parameters=parameters,
-                                       cwd=str(nb.parent), progress_bar=False, kernel_name=kernel_name)
+                                       cwd=str(nb.parent), progress_bar=False, kernel_name=kernel_name,
+                                       kernel_manager_class=_kernel_manager())
         except Exception as err:  # papermill raises PapermillExecutionError with the cell's error
             status = "failed"
             error = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"

@@ -13,9 +13,20 @@ fi
 stamp=.venv/.fmlbd-install-stamp
 want=$(cat pyproject.toml | md5sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "[setup] installing fmlbd and its dependencies (torch + torchvision from the registry; 1-2 minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[notebooks,test]"
+  if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
+    # torch's CPU build on Linux without an NVIDIA driver (FMLBD_TORCH=cpu|registry forces one; see the script)
+    choice=$(.venv/bin/python scripts/torch_source.py)
+    echo "[setup] torch + torchvision: ${choice%%$'\t'*} build (${choice#*$'\t'})"
+    if [ "${choice%%$'\t'*}" = cpu ]; then
+      PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= .venv/bin/python -m pip install -q \
+        --index-url https://download.pytorch.org/whl/cpu "torch>=2.4" "torchvision>=0.19"
+    fi
+  fi
+  echo "[setup] installing fmlbd and its dependencies (1-2 minutes)"
+  # the editable install of a package with a mapped folder (fmlbd/notebooks) makes setuptools warn that it
+  # is editable: nothing for a user to act on
+  PYTHONWARNINGS="ignore:Editable installation:UserWarning" .venv/bin/python -m pip install -q -e ".[notebooks,test]"
   echo "$want" > "$stamp"
 fi
 mkdir -p data/omniglot
