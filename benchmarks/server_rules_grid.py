@@ -5,7 +5,7 @@
 For cases (a) and (b) and ``--draws`` draws of the adversary (``measure.rule_draws``; the notebooks run
 the profile's, fewer, to stay within minutes): backdoor accuracy (attack
 training and validation set) and main task with no attack, right after the attack and after
-``measure.dampening_rounds`` benign rounds (mean, lowest and highest draw); each rule's cost without
+``measure.rule_rounds`` benign rounds (mean, lowest and highest draw); each rule's cost without
 attack; which rules stop the protocol's attack. Results are cached like every experiment's, so the
 notebooks then load the pairs they show. Prints the minutes it took (one run, this machine).
 """
@@ -29,7 +29,8 @@ if __name__ == "__main__":
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
     cfg = load_config(args.profile, {**parse_overrides(args.set), "results_dir": args.results_dir,
-                                     "data.root": args.data_root, "measure.rule_draws": args.draws})
+                                     "data.root": args.data_root, "measure.rule_draws": args.draws,
+                                     "measure.rule_main_task": True})
     start = time.perf_counter()
     table = server.server_rules(cfg, ("a", "b"), True, server.FULL_GRID)
     cost = server.rule_cost(cfg, ("a", "b"), True)

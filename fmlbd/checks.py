@@ -97,7 +97,7 @@ RULES: dict[str, Rule] = {
     "attack.after_attack": choice("benign", "silent"), "attack.poison_rounds": count(1),
     "attack.norm_cap": optional(number()), "attack.disguise_z": optional(number()), "attack.benign_samples": count(2),
     "measure.draws": count(1), "measure.rule_draws": count(1), "measure.dampening_rounds": count(1),
-    "measure.rule_rounds": count(1), "measure.curve_every": count(1),
+    "measure.rule_rounds": count(1), "measure.rule_main_task": flag, "measure.curve_every": count(1),
     "measure.curve_episodes": count(1), "measure.finetune_max_steps": count(1), "measure.finetune_trials": count(1),
     "measure.finetune_eval_every": count(1),
     "defense.shared_model": choice("features", "head"), "defense.train_inner_steps": count(1),

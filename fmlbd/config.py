@@ -1,8 +1,7 @@
 """Experiment configuration: frozen dataclasses and named profiles.
 
-Every tunable value of the protocol lives here, never as a literal in code.
-``load_config("quick", {"meta.inner_lr": 0.1})`` gives a profile with dotted
-overrides; an unknown key raises :class:`ConfigError` with the closest valid keys.
+Every tunable value of the protocol lives here, never as a literal in code. ``load_config("quick",
+{"meta.inner_lr": 0.1})`` gives a profile with dotted overrides; an unknown key raises :class:`ConfigError` with the closest valid keys.
 """
 from __future__ import annotations
 
@@ -131,6 +130,7 @@ class MeasureConfig(_Section):
     rule_draws: int = 2                         #: adversary draws per server rule x attack (notebooks 06, 07)
     dampening_rounds: int = 100                 #: benign rounds after the attack (federated dampening)
     rule_rounds: int = 50                       #: benign rounds after the attack under each server rule (06, 07)
+    rule_main_task: bool = False                #: score the main task of the rule runs too (06/07 show rule-cost's)
     curve_every: int = 10                       #: rounds between dampening evaluations
     curve_episodes: int = 30                    #: episodes per point of the dampening / fine-tuning curves
     finetune_max_steps: int = 500               #: fine-tuning failure: steps on one episode

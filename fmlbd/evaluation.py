@@ -90,12 +90,14 @@ def main_task_accuracies(cfg: ExperimentConfig, model, params: Params, scenario:
 
 def attack_scores(cfg: ExperimentConfig, model, params: Params, scenario: Scenario, case: str,
                   episodes: int | None = None, attention: Attention | None = None,
-                  keyed: bool = True) -> dict[str, np.ndarray]:
+                  keyed: bool = True, main_task: bool = True) -> dict[str, np.ndarray]:
     """Per-episode values of the four metrics of PROTOCOL.md for ``params``: ``{metric: [episodes]}``,
     with standard fine-tuning or, given ``attention``, the local matching-network classifier.
     ``keyed=False`` scores the attack images without the key: the rate at which they fall
-    on the target class anyway (the chance control for backdoor accuracy)."""
-    out = {"main_task_acc": main_task_accuracies(cfg, model, params, scenario, episodes=episodes, attention=attention)}
+    on the target class anyway (the chance control for backdoor accuracy). ``main_task=False`` leaves
+    out main-task accuracy (half the cost: its own episodes)."""
+    out = {"main_task_acc": main_task_accuracies(cfg, model, params, scenario, episodes=episodes, attention=attention)
+           } if main_task else {}
     eps = backdoor_test_episodes(cfg, scenario, case, episodes=episodes)
     return out | backdoor_scores(adapter(cfg, model, params, attention), eps, attack_sets(cfg, scenario, keyed),
                                  scenario.target_class, case)
@@ -103,10 +105,10 @@ def attack_scores(cfg: ExperimentConfig, model, params: Params, scenario: Scenar
 
 def attack_metrics(cfg: ExperimentConfig, model, params: Params, scenario: Scenario, case: str,
                    episodes: int | None = None, attention: Attention | None = None,
-                   keyed: bool = True) -> dict[str, float]:
+                   keyed: bool = True, main_task: bool = True) -> dict[str, float]:
     """The four metrics of PROTOCOL.md for ``params``: the means over episodes of :func:`attack_scores`."""
     return {m: float(v.mean()) for m, v in
-            attack_scores(cfg, model, params, scenario, case, episodes, attention, keyed).items()}
+            attack_scores(cfg, model, params, scenario, case, episodes, attention, keyed, main_task).items()}
 
 
 def scores_table(scores: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -116,8 +118,8 @@ def scores_table(scores: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def metric_rows(case: str, x_name: str, x, metrics: dict[str, float]) -> list[dict]:
-    """Tidy rows ``case, <x_name>, metric, value`` of the four metrics."""
-    return [{"case": case, x_name: x, "metric": m, "value": metrics[m]} for m in METRICS]
+    """Tidy rows ``case, <x_name>, metric, value`` of the metrics given (in :data:`METRICS` order)."""
+    return [{"case": case, x_name: x, "metric": m, "value": metrics[m]} for m in METRICS if m in metrics]
 
 
 def main_task_table(cfg: ExperimentConfig, model, params: Params, scenario: Scenario,

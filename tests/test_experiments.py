@@ -5,7 +5,8 @@ import torch
 
 from fmlbd import evaluation, metrics, pipeline, registry, workers
 from fmlbd.experiments import attack as attacks, persistence
-from fmlbd.config import ConfigError, load_config
+from fmlbd.config import ConfigError, load_config, with_overrides
+from fmlbd.evaluation import METRICS
 from fmlbd.federated import Federation
 from fmlbd.results import load_torch
 
@@ -236,7 +237,11 @@ def test_server_rules_table_and_which_rules_stop_the_attack(omniglot_root, tmp_p
     rules, names = ("mean", "multi_krum"), ("boosted", "disguised")
     table = server.server_rules(cfg, ("a",), False, {name: rules for name in names})
     assert set(table["phase"]) == {"no attack", "right after", f"after {cfg.measure.rule_rounds} rounds"}
-    assert len(table) == 2 * 4 + 2 * 2 * 2 * 2 * 4  # no attack per rule; rule x attack x draw x 2 phases
+    assert len(table) == 2 * 3 + 2 * 2 * 2 * 2 * 3  # no attack per rule; rule x attack x draw x 2 phases
+    assert "main_task_acc" not in set(table["metric"])  # the notebooks read it from rule_cost (200 episodes)
+    with_main = server.server_rules(with_overrides(cfg, {"measure.rule_main_task": True}), ("a",), False,
+                                    {"boosted": ("mean",)})
+    assert set(with_main["metric"]) == set(METRICS)
     cost = server.rule_cost(cfg, ("a",), False, rules)
     with pytest.raises(ValueError, match="unknown adversaries or rules"):
         server.server_rules(cfg, ("a",), False, {"boosted": ("krum",)})

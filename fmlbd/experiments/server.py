@@ -53,7 +53,8 @@ def rule_config(cfg: ExperimentConfig, rule: str, attack_name: str = "boosted", 
 
 
 def server_rules(cfg, cases=("a", "b"), progress: bool = True, pairs: dict | None = None) -> pd.DataFrame:
-    """The four metrics (``measure.curve_episodes`` episodes each) of the global model of federations
+    """The four metrics (``measure.curve_episodes`` episodes each; main-task accuracy only with
+    ``measure.rule_main_task``: the notebooks show each rule's from :func:`rule_cost`) of the global model of federations
     whose server aggregates with a rule of :data:`RULES`, for each adversary of ``pairs`` (name of
     :data:`ATTACKS` -> the rules it is run against; default: the protocol's attack against every
     rule): before any attack ("no attack": the pre-trained model), right after the attack and after
@@ -81,7 +82,7 @@ def server_rules(cfg, cases=("a", "b"), progress: bool = True, pairs: dict | Non
 
             def no_attack():
                 m = attack_metrics(cfg, trained.model, trained.params, trained.scenario, case,
-                                   cfg.measure.curve_episodes)
+                                   cfg.measure.curve_episodes, main_task=cfg.measure.rule_main_task)
                 return pd.DataFrame(metric_rows(case, "phase", "no attack", m)).assign(rule=rule, attack="none",
                                                                                        draw=0)
             tables.append(cached_table(cfg, "rule-no-attack", key | {"model": trained.path.name, "case": case},
@@ -94,7 +95,7 @@ def server_rules(cfg, cases=("a", "b"), progress: bool = True, pairs: dict | Non
                 rows = []
                 for phase, params in (("right after", snapshots[0]), (end, snapshots[c.measure.dampening_rounds])):
                     m = attack_metrics(c, att.trained.model, params, att.trained.scenario, case,
-                                       c.measure.curve_episodes)
+                                       c.measure.curve_episodes, main_task=c.measure.rule_main_task)
                     rows += metric_rows(case, "phase", phase, m)
                 return pd.DataFrame(rows).assign(rule=rule, attack=name, draw=draw)
             tables.append(cached_table(cfg, "rule-attack", key | {"attack": att.path.name, "case": case}, after))
