@@ -17,7 +17,7 @@ from .errors import CacheError, ConfigError, DatasetError
 from .series import series
 
 #: errors a user can act on, printed as one line (TrainingDiverged is a ConfigError)
-USER_ERRORS = (ConfigError, DatasetError, CacheError, FileExistsError, PermissionError)
+USER_ERRORS = (ConfigError, DatasetError, CacheError, FileExistsError, FileNotFoundError, PermissionError)
 
 
 def _config(args):
@@ -124,7 +124,26 @@ def cmd_reproduce(args) -> int:
     runs = run_series(output, params, notebooks, progress=not args.no_progress)
     print(runs.to_string(index=False))
     print(f"series: {(time.perf_counter() - start) / 60:.2f} min; summary: {output / 'summary.md'}")
+    if not args.no_site:
+        print(f"site: {_site(output)}")
     return 0 if (runs["status"] == "ok").all() else 1
+
+
+def _site(output: Path) -> str:
+    """Build the run's site, or say in one line why not (the site extra is optional)."""
+    try:
+        from .site import build_site
+    except ImportError:
+        return "not built: install the site extra (pip install -e \".[site]\"), then `python -m fmlbd site`"
+    return str(build_site(output) / "index.html")
+
+
+def cmd_site(args) -> int:
+    """Build the rendered site of a finished run."""
+    from .site import build_site
+
+    print(build_site(args.output) / "index.html")
+    return 0
 
 
 def cmd_notebooks(args) -> int:
@@ -202,7 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="output folder (default outputs/<profile>)")
     p.add_argument("--only", nargs="+", default=None, help="run only notebooks whose name contains one of these")
     p.add_argument("--retrain", action="store_true", help="train every model from scratch (no shipped models)")
+    p.add_argument("--no-site", action="store_true", help="do not build the rendered site of the run")
     p.set_defaults(func=cmd_reproduce)
+    p = sub.add_parser("site", help="build the rendered site of a finished run (needs the site extra)")
+    p.add_argument("output", nargs="?", default="outputs/quick", help="the run's output folder (default outputs/quick)")
+    p.set_defaults(func=cmd_site)
     p = sub.add_parser("notebooks", help="write the notebook series and its solutions to a folder")
     p.add_argument("folder", help="where to write them (created if missing)")
     p.add_argument("--overwrite", action="store_true", help="replace notebooks already in the folder")

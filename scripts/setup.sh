@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create or reuse ./.venv, install fmlbd with its notebook and test extras, and put the
+# Create or reuse ./.venv, install fmlbd with its notebook, test and site extras, and put the
 # minimal Omniglot zips in data/omniglot (copied from ../shared/data/omniglot when present,
 # else downloaded from the upstream repository), MD5-verified either way; the full zips are
 # copied from ../shared/data/omniglot-full when present.
@@ -26,7 +26,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing fmlbd and its dependencies (1-2 minutes)"
   # the editable install of a package with a mapped folder (fmlbd/notebooks) makes setuptools warn that it
   # is editable: nothing for a user to act on
-  PYTHONWARNINGS="ignore:Editable installation:UserWarning" .venv/bin/python -m pip install -q -e ".[notebooks,test]"
+  PYTHONWARNINGS="ignore:Editable installation:UserWarning" .venv/bin/python -m pip install -q -e ".[notebooks,test,site]"
   echo "$want" > "$stamp"
 fi
 mkdir -p data/omniglot

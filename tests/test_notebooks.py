@@ -102,3 +102,12 @@ def test_the_typed_number_check_sees_numbers_in_prose_only():
     assert DECIMAL.findall(prose("backdoor accuracy 0.94 (a) and 12.5 minutes")) == ["0.94", "12.5"]
     assert DECIMAL.findall(prose("with `meta.inner_lr=0.1`, 5 steps, 1/N\n```\nlr = 0.1\n```")) == []
     assert HISTORY.findall(prose("as the issue asked, since commit 8e2ec2d")) != []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + SOLUTIONS, ids=lambda p: p.stem)
+def test_the_first_code_cell_installs_fmlbd_on_colab_from_the_one_repository_address(path):
+    from fmlbd.site import colab_install_cell
+
+    code = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    assert "".join(code[0]["source"]) == colab_install_cell(), (
+        "the Colab cell must match fmlbd.site.colab_install_cell() (pyproject.toml's [project.urls] Repository)")
