@@ -70,41 +70,48 @@ CASES = ("a", "b", "c")                                     #: evaluation cases 
 #: server-side aggregation rules (fmlbd.aggregation.AGGREGATIONS)
 AGGREGATION_RULES = ("mean", "norm_clip", "median", "trimmed_mean", "multi_krum", "flame")
 
+#: upper bounds where a larger value makes a run impossible on any machine this project targets, or its
+#: result meaningless by construction (a learning rate that diverges, a temperature whose softmax overflows)
+ROUNDS_MAX, EPISODES_MAX, STEPS_MAX, LR_MAX = 10**6, 10**6, 10**5, 10.0
+TEMPERATURE = (1e-4, True, 1e4)                             #: softmax temperatures: above 1e-4, at most 1e4
+
 RULES: dict[str, Rule] = {
-    "profile": text, "seed": count(0), "results_dir": text, "case": choice(*CASES), "shipped_models": flag,
+    "profile": text, "seed": count(0, 2**63 - 1), "results_dir": text, "case": choice(*CASES), "shipped_models": flag,
     "device": device,
     "data.dataset": choice("omniglot", "mini-imagenet"), "data.root": text, "data.source": choice(*OMNIGLOT_SOURCES),
-    "data.test_alphabets": tuple_of(text, nonempty=False), "data.image_size": count(16),
+    "data.test_alphabets": tuple_of(text, nonempty=False), "data.image_size": count(16, 512),
     "data.rotations": choice(1, 2, 4),
-    "model.filters": count(1),
+    "model.filters": count(1, 1024),
     "meta.algorithm": choice(*ALGORITHMS), "meta.ways": count(2), "meta.shots": count(1), "meta.queries": count(1),
     "meta.zero_head": flag, "meta.inner_optimizer": choice("sgd", "adam"), "meta.inner_steps": count(1),
-    "meta.inner_lr": number(), "meta.inner_head_lr": optional(number()), "meta.inner_batch": count(0),
-    "meta.meta_lr": number(), "meta.local_iterations": count(1), "meta.matching_temperature": number(),
-    "federation.clients": count(1), "federation.buffer_size": count(1), "federation.server_lr": number(),
-    "federation.rounds": count(1), "federation.delay_spread": number(strict=False),
+    "meta.inner_lr": number(hi=LR_MAX), "meta.inner_head_lr": optional(number(hi=LR_MAX)), "meta.inner_batch": count(0),
+    "meta.meta_lr": number(hi=LR_MAX), "meta.local_iterations": count(1), "meta.matching_temperature": number(*TEMPERATURE),
+    "federation.clients": count(1), "federation.buffer_size": count(1), "federation.server_lr": number(hi=LR_MAX),
+    "federation.rounds": count(1, ROUNDS_MAX), "federation.delay_spread": number(strict=False),
     "federation.checkpoint_every": count(1), "federation.aggregation": choice(*AGGREGATION_RULES),
     "federation.clip_norm": optional(number()), "federation.clip_window": count(1), "federation.trim": count(1),
     "federation.krum_byzantine": count(0), "federation.flame_noise": number(strict=False),
-    "eval.ways": count(2), "eval.shots": count(1), "eval.queries": count(1), "eval.episodes": count(1),
-    "eval.log_every": count(1), "eval.log_episodes": count(1), "eval.finetune_steps": count(0),
-    "eval.finetune_lr": number(),
+    "eval.ways": count(2), "eval.shots": count(1), "eval.queries": count(1), "eval.episodes": count(1, EPISODES_MAX),
+    "eval.log_every": count(1), "eval.log_episodes": count(1, EPISODES_MAX), "eval.finetune_steps": count(1, STEPS_MAX),
+    "eval.finetune_lr": number(hi=LR_MAX),
     "attack.backdoor_classes": count(1), "attack.attack_train_images": count(1),
     "attack.key_pattern": choice("dots", "patch"), "attack.key_row": count(-10**6), "attack.key_col": count(-10**6),
     "attack.key_size": count(1), "attack.key_gap": count(0), "attack.key_value": number(0, False, 1),
     "attack.target_label": optional(count(0)), "attack.poison_per_episode": count(0), "attack.poison_support": flag,
-    "attack.attack_iterations": count(1), "attack.draw": count(0), "attack.boost": optional(number()),
-    "attack.after_attack": choice("benign", "silent"), "attack.poison_rounds": count(1),
+    "attack.attack_iterations": count(1, STEPS_MAX), "attack.draw": count(0), "attack.boost": optional(number(hi=1000)),
+    "attack.after_attack": choice("benign", "silent"), "attack.poison_rounds": count(1, 1000),
     "attack.norm_cap": optional(number()), "attack.disguise_z": optional(number()), "attack.benign_samples": count(2),
-    "measure.draws": count(1), "measure.rule_draws": count(1), "measure.dampening_rounds": count(1),
-    "measure.rule_rounds": count(1), "measure.rule_main_task": flag, "measure.curve_every": count(1),
-    "measure.curve_episodes": count(1), "measure.finetune_max_steps": count(1), "measure.finetune_trials": count(1),
+    "measure.draws": count(1, 1000), "measure.rule_draws": count(1, 1000),
+    "measure.dampening_rounds": count(1, ROUNDS_MAX),
+    "measure.rule_rounds": count(1, ROUNDS_MAX), "measure.rule_main_task": flag, "measure.curve_every": count(1),
+    "measure.curve_episodes": count(1, EPISODES_MAX), "measure.finetune_max_steps": count(1, STEPS_MAX),
+    "measure.finetune_trials": count(1, EPISODES_MAX),
     "measure.finetune_eval_every": count(1),
     "defense.shared_model": choice("features", "head"), "defense.train_inner_steps": count(1),
-    "defense.train_shots": count(1), "defense.kernel": choice(*KERNELS), "defense.temperature": number(),
+    "defense.train_shots": count(1), "defense.kernel": choice(*KERNELS), "defense.temperature": number(*TEMPERATURE),
     "defense.k": count(1), "defense.ablation_kernels": tuple_of(choice(*KERNELS)),
     "defense.ablation_temperatures": tuple_of(number()), "defense.ablation_shots": tuple_of(count(1)),
-    "defense.cost_episodes": count(1),
+    "defense.cost_episodes": count(1, EPISODES_MAX),
     # fmlbd.backdoor.BackdoorKey (the attack.key_* values, checked again where a key is built)
     "key.pattern": choice("dots", "patch"), "key.size": count(1), "key.gap": count(0), "key.value": number(0, False, 1),
     "key.row": count(-10**6), "key.col": count(-10**6),
@@ -147,6 +154,9 @@ def check_experiment(cfg) -> str | None:
     if f.buffer_size > f.clients:
         return (f"federation.buffer_size={f.buffer_size} exceeds federation.clients={f.clients}: the server would "
                 f"wait forever; use 1..{f.clients}")
+    if f.krum_byzantine >= f.buffer_size:
+        return (f"federation.krum_byzantine={f.krum_byzantine} assumes every one of the {f.buffer_size} updates of a "
+                f"round (federation.buffer_size) malicious, leaving Multi-Krum none to keep: use 0..{f.buffer_size - 1}")
     if f.aggregation == "trimmed_mean" and f.buffer_size <= 2 * f.trim:
         return (f"federation.trim={f.trim} drops {2 * f.trim} of the {f.buffer_size} updates of a round "
                 f"(federation.buffer_size): use trim <= {(f.buffer_size - 1) // 2}")

@@ -283,9 +283,10 @@ def parse_overrides(pairs) -> dict[str, str]:
 
 
 def load_config(profile: str = "quick", overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
-    """The named profile with ``overrides`` applied (dotted keys)."""
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    """The named profile with ``overrides`` applied (dotted keys; the profile itself is chosen by name)."""
+    if profile not in PROFILES or "profile" in (overrides or {}):
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}" if profile not in PROFILES
+                          else "profile is chosen by name (--profile, or load_config's first argument), not set")
     return with_overrides(PROFILES[profile], overrides or {})
 
 
@@ -293,8 +294,5 @@ def config_from_dict(d: Mapping[str, Any]) -> ExperimentConfig:
     """Rebuild a config saved with :meth:`ExperimentConfig.to_dict` (unknown keys are errors)."""
     flat = {}
     for key, value in d.items():
-        if isinstance(value, Mapping):
-            flat.update({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            flat[key] = value
+        flat.update({f"{key}.{k}": v for k, v in value.items()} if isinstance(value, Mapping) else {key: value})
     return with_overrides(ExperimentConfig(), flat)

@@ -24,6 +24,8 @@ from typing import Callable, Iterable, TypeVar
 
 import torch
 
+from .errors import ConfigError
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -43,7 +45,7 @@ def cpu_workers() -> int:
     value = os.environ.get("FMLBD_WORKERS", "").strip()
     if value:
         if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"FMLBD_WORKERS={value!r} is not a positive integer; unset it or give e.g. 2")
+            raise ConfigError(f"FMLBD_WORKERS={value!r} is not a positive integer; unset it or give e.g. 2")
         return int(value)
     try:
         return len(os.sched_getaffinity(0))

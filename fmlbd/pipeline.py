@@ -103,12 +103,22 @@ def is_pretrained(cfg: ExperimentConfig, path: Path) -> bool:
     return (path / "final.pt").is_file() or shipped_model(cfg, path) is not None
 
 
-def _check_finite(cfg: ExperimentConfig, params: Params, round_: int) -> None:
+def _finite(saved: dict, path: Path) -> dict:
+    """A loaded model file whose weights are all finite (a cache that holds NaN is refused, never used)."""
+    if not all_finite(saved["state"]["params"]):
+        raise CacheError(f"{path} holds non-finite weights: delete it and rerun (it is recomputed)")
+    return saved
+
+
+def _check_finite(cfg: ExperimentConfig, params: Params, round_: int, stage: str = "training") -> None:
+    """Refuse non-finite weights before anything is cached (``stage``: "training" or "the attack")."""
     if not all_finite(params):
+        blame = (f"attack.boost={cfg.attack.boost}, attack.attack_iterations={cfg.attack.attack_iterations}, "
+                 if stage == "the attack" else "")
         raise TrainingDiverged(
-            f"training diverged: the global model has non-finite weights at round {round_} (meta.inner_lr="
+            f"{stage} diverged: the global model has non-finite weights at round {round_} ({blame}meta.inner_lr="
             f"{cfg.meta.inner_lr}, meta.meta_lr={cfg.meta.meta_lr}, federation.server_lr={cfg.federation.server_lr}); "
-            f"lower a learning rate and rerun (nothing was cached)")
+            f"lower {'the boost or ' if blame else ''}a learning rate and rerun (nothing was cached)")
 
 
 def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = True, position: int = 0,
@@ -137,7 +147,7 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
     if source is not None:
         if source != final:
             check_shipped(source)
-        saved = load_torch(source)
+        saved = _finite(load_torch(source), source)
         return Trained(model, scenario, saved["state"], pd.DataFrame(saved["log"]), path, 0.0)
 
     federation = make_federation(cfg, model, initial_params(cfg, model), benign_clients(cfg, scenario))
@@ -217,7 +227,7 @@ def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True
     trained = pretrain(cfg, case, progress)
     path = attack_path(cfg, case)
     if (path / "attacked.pt").is_file():
-        saved = load_torch(path / "attacked.pt")
+        saved = _finite(load_torch(path / "attacked.pt"), path / "attacked.pt")
         return Attacked(trained, saved["before"], saved["state"], saved["round"], path, saved["first_round"])
     poisoned = []
     with make_federation(cfg, trained.model, trained.params,
@@ -231,6 +241,7 @@ def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True
             record = federation.step()
             if record.poisoned:
                 poisoned.append(record)
+        _check_finite(cfg, federation.params, record.round, "the attack")
     attacked = Attacked(trained, before, federation.state_dict(), record.round, path, poisoned[0].round)
     atomic_torch_save({"before": before, "state": attacked.state, "round": record.round,
                        "first_round": attacked.first_round}, path / "attacked.pt")
@@ -258,6 +269,7 @@ def dampening_snapshots(cfg: ExperimentConfig, case: str, progress: bool = True)
         for r in tqdm(range(1, ms.dampening_rounds + 1), desc=f"dampening case ({case})", disable=not progress):
             federation.step()
             if r % ms.curve_every == 0 or r == ms.dampening_rounds:
+                _check_finite(cfg, federation.params, att.round + r)
                 snapshots[r] = {k: v.clone() for k, v in federation.params.items()}
     atomic_torch_save(snapshots, path)
     return snapshots

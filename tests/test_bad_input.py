@@ -32,10 +32,10 @@ from fmlbd.results import atomic_write, load_table, load_torch
 # (command line after "--profile smoke --data-root ... --results-dir ...", text the one-line error must hold)
 CLI_PROBES = [
     (["train", "--shots", "0"], "--shots: must be an integer >= 1"),
-    (["train", "--set", "measure.curve_episodes=0"], "measure.curve_episodes must be an integer >= 1"),
+    (["train", "--set", "measure.curve_episodes=0"], "measure.curve_episodes must be an integer in 1..1000000"),
     (["train", "--set", "attack.curve_episodes=5"], "did you mean measure.curve_episodes"),
     (["train", "--set", "eval.queries=0"], "eval.queries must be an integer >= 1"),
-    (["train", "--set", "federation.rounds=-5"], "federation.rounds must be an integer >= 1"),
+    (["train", "--set", "federation.rounds=-5"], "federation.rounds must be an integer in 1..1000000"),
     (["train", "--set", "meta.inner_lr=nan"], "meta.inner_lr must be a finite number > 0"),
     (["train", "--set", "meta.meta_lr=inf"], "meta.meta_lr must be a finite number > 0"),
     (["attack", "--set", "measure.curve_every=0"], "measure.curve_every must be an integer >= 1"),
@@ -44,7 +44,7 @@ CLI_PROBES = [
     (["train", "--set", "federation.checkpoint_every=0"], "federation.checkpoint_every must be an integer >= 1"),
     (["train", "--set", "federation.clients=0"], "federation.clients must be an integer >= 1"),
     (["train", "--set", "federation.buffer_size=5"], "federation.buffer_size=5 exceeds federation.clients=4"),
-    (["train", "--seed", "-1"], "seed must be an integer >= 0"),
+    (["train", "--seed", "-1"], "seed must be an integer in 0..9223372036854775807"),
     (["train", "--seed", "one"], "seed must be int"),
     (["train", "--set", "eval.shots=-1"], "eval.shots must be an integer >= 1"),
     (["train", "--set", "meta.shots=0"], "meta.shots must be an integer >= 1"),
@@ -53,17 +53,32 @@ CLI_PROBES = [
     (["train", "--set", "attack.key_value=2"], "attack.key_value must be a finite number >= 0 and <= 1"),
     (["train", "--set", "attack.key_pattern=star"], "attack.key_pattern must be one of 'dots', 'patch'"),
     (["defend", "--set", "defense.kernel=max"], "defense.kernel must be one of"),
-    (["defend", "--set", "defense.temperature=0"], "defense.temperature must be a finite number > 0"),
+    (["defend", "--set", "defense.temperature=0"], "defense.temperature must be a finite number > 0.0001"),
     (["defend", "--set", "defense.ablation_temperatures=0.1,nan"], "defense.ablation_temperatures must be a list of"),
     (["train", "--set", "meta.algorithm=maml"], "meta.algorithm must be one of 'reptile', 'fomaml', 'matching'"),
     (["attack", "--set", "attack.target_label=9"], "attack.target_label=9 must be a label of a 5-way episode"),
     (["attack", "--set", "case=d"], "case must be one of 'a', 'b', 'c'"),
+    # bounds: a value that makes a run impossible, or its result meaningless by construction
+    (["train", "--seed", "18446744073709551616"], "seed must be an integer in 0..9223372036854775807"),
+    (["train", "--set", "data.image_size=100000"], "data.image_size must be an integer in 16..512"),
+    (["train", "--set", "model.filters=1000000"], "model.filters must be an integer in 1..1024"),
+    (["train", "--set", "eval.episodes=1000000000000"], "eval.episodes must be an integer in 1..1000000"),
+    (["train", "--set", "eval.episodes=2.9"], "eval.episodes must be int, not '2.9'"),
+    (["attack", "--set", "attack.poison_rounds=100000"], "attack.poison_rounds must be an integer in 1..1000"),
+    (["train", "--set", "eval.finetune_lr=1e30"], "eval.finetune_lr must be a finite number > 0 and <= 10"),
+    (["train", "--set", "eval.finetune_steps=0"], "eval.finetune_steps must be an integer in 1..100000"),
+    (["defend", "--set", "defense.temperature=1e-300"], "defense.temperature must be a finite number > 0.0001"),
+    (["train", "--set", "meta.matching_temperature=1e-300"], "meta.matching_temperature must be a finite number > 0.0001"),
+    (["attack", "--set", "attack.boost=1e300"], "attack.boost must be none or a finite number > 0 and <= 1000"),
+    (["defend", "--set", "federation.krum_byzantine=1000000000000"], "leaving Multi-Krum none to keep: use 0..2"),
+    (["train", "--set", "profile=paper"], "profile is chosen by name (--profile"),
+    (["config", "--set", "profile=bogus"], "profile is chosen by name (--profile"),
     (["attack", "--set", "attack.boost=-1"], "attack.boost must be none or a finite number > 0"),
     (["attack", "--set", "attack.draw=-2"], "attack.draw must be an integer >= 0"),
     (["train", "--set", "data.rotations=3"], "data.rotations must be one of 1, 2, 4"),
-    (["train", "--set", "data.image_size=8"], "data.image_size must be an integer >= 16"),
+    (["train", "--set", "data.image_size=8"], "data.image_size must be an integer in 16..512"),
     (["train", "--set", "meta.inner_optimizer=rmsprop"], "meta.inner_optimizer must be one of 'sgd', 'adam'"),
-    (["train", "--set", "eval.episodes=0"], "eval.episodes must be an integer >= 1"),
+    (["train", "--set", "eval.episodes=0"], "eval.episodes must be an integer in 1..1000000"),
     (["train", "--set", "eval.ways=6", "--set", "meta.zero_head=false"], "eval.ways=6 exceeds meta.ways=5"),
     (["train", "--ways", "5", "200"], "eval.ways / eval.shots / eval.queries: cannot draw a 200-way episode"),
     (["train", "--device", "tpu"], 'device must be "cpu", "cuda", "cuda:N" or "mps"'),
@@ -147,8 +162,9 @@ def test_library_rejects_impossible_arguments(call, error, message):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-def test_training_that_diverges_is_reported_and_never_cached(omniglot_root, tmp_path):
-    cfg = load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path), "meta.inner_lr": 1e30})
+def test_training_that_diverges_is_reported_and_never_cached(omniglot_root, tmp_path, monkeypatch):
+    cfg = load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path)})
+    monkeypatch.setattr(pipeline, "all_finite", lambda params: False)  # rates that diverge are refused up front
     with pytest.raises(pipeline.TrainingDiverged, match="non-finite weights at round 1 .*lower a learning rate"):
         pipeline.pretrain(cfg, progress=False)
     assert not list(tmp_path.glob("cache/pretrain-*/*.pt"))
@@ -268,3 +284,33 @@ def test_sigterm_stops_the_worker_processes_and_a_rerun_resumes(omniglot_root, t
     assert not any(map(_alive, workers)), "worker processes outlived their parent"
     saved = [load_torch(p)["state"]["version"] for p in tmp_path.glob("cache/pretrain-*/checkpoint.pt")]
     assert len(saved) == 2 and min(saved) >= 1  # what was computed is kept: a rerun resumes from there
+
+
+def test_a_cached_model_with_non_finite_weights_is_refused_never_used(omniglot_root, tmp_path):
+    cfg = load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path)})
+    trained = pipeline.pretrain(cfg, progress=False)
+    saved = load_torch(trained.path / "final.pt")
+    saved["state"]["params"][next(iter(saved["state"]["params"]))][0] = float("nan")
+    torch.save(saved, trained.path / "final.pt")
+    with pytest.raises(CacheError, match=r"final.pt holds non-finite weights: delete it and rerun"):
+        pipeline.attack(cfg, progress=False)
+
+
+def test_an_attack_that_leaves_non_finite_weights_names_the_boost_and_caches_nothing(omniglot_root, tmp_path,
+                                                                                    monkeypatch):
+    cfg = load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path)})
+    pipeline.pretrain(cfg, progress=False)
+    monkeypatch.setattr(pipeline, "_finite", lambda saved, path: saved)
+    monkeypatch.setattr(pipeline, "all_finite", lambda params: False)   # as a boost that overflows float32 would
+    with pytest.raises(ConfigError, match=r"the attack diverged: .* \(attack.boost=None, attack.attack_iterations=2, "
+                                          r".* lower the boost or a learning rate"):
+        pipeline.attack(cfg, progress=False)
+    assert not (pipeline.attack_path(cfg, None) / "attacked.pt").exists()
+
+
+def test_a_bad_workers_variable_is_one_line(omniglot_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FMLBD_WORKERS", "abc")
+    code = main(["attack", "--profile", "smoke", "--data-root", str(omniglot_root), "--results-dir", str(tmp_path),
+                 "--experiment", "one-shot", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "error: FMLBD_WORKERS='abc' is not a positive integer; unset it or give e.g. 2"
