@@ -38,16 +38,19 @@ def choice(answer, options: tuple[str, ...]) -> str:
 
 
 def number(answer) -> float:
-    """A finite number: an int or float, or a string such as "0.2", "1/5" or "20%"."""
+    """A finite number: an int or float (a one-element numpy array or torch tensor too, as ``.item()``
+    gives it), or a string such as "0.2", "1/5" or "20%"."""
     value = None
-    if isinstance(answer, (int, float, np.integer, np.floating)) and not isinstance(answer, (bool, np.bool_)):
-        value = float(answer)
-    elif isinstance(answer, str):
-        text = answer.strip().replace(" ", "")
-        try:
+    if hasattr(answer, "item") and getattr(answer, "shape", None) in ((), (1,)) and not isinstance(answer, str):
+        answer = answer.item()  # a 0-d (or one-element) array or tensor: its number
+    try:
+        if isinstance(answer, (int, float, np.integer, np.floating)) and not isinstance(answer, (bool, np.bool_)):
+            value = float(answer)
+        elif isinstance(answer, str):
+            text = answer.strip().replace(" ", "")
             value = float(Fraction(text[:-1]) / 100) if text.endswith("%") else float(Fraction(text))
-        except (ValueError, ZeroDivisionError):
-            value = None
+    except (ValueError, ZeroDivisionError, OverflowError):
+        value = None
     if value is None or not math.isfinite(value):
         raise WrongForm(f"Answer with a number (e.g. 0.25, \"1/4\" or \"25%\"), not {answer!r}.")
     return value
@@ -64,10 +67,12 @@ def integer(answer, what: str = "a whole number") -> int:
     return int(value)
 
 
-def integers(answer, what: str, count: int | None = None) -> list[int]:
-    """Whole numbers given as a set, list or tuple (not a string); exactly ``count`` of them if given."""
+def integers(answer, what: str, count: int | None = None, ordered: bool = False) -> list[int]:
+    """Whole numbers given as a set, list or tuple (not a string); exactly ``count`` of them if given;
+    ``ordered``: a list or tuple only (a set has no order)."""
     wrong = WrongForm(f"Answer with {what}, not {answer!r}.")
-    if not isinstance(answer, (set, frozenset, list, tuple)) or count not in (None, len(answer)):
+    kinds = (list, tuple) if ordered else (set, frozenset, list, tuple)
+    if not isinstance(answer, kinds) or count not in (None, len(answer)):
         raise wrong
     try:
         return [integer(a) for a in answer]

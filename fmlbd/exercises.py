@@ -107,7 +107,7 @@ def boost_prediction(prediction: str | None, boost_table: pd.DataFrame) -> Verdi
 @answered
 def attack_round_and_staleness(answer: tuple[int, int] | None, timeline: pd.DataFrame) -> Verdict:
     """In which round did the server aggregate the poisoned update, and with what staleness?"""
-    given = integers(answer, "two whole numbers, (round, staleness)", count=2)
+    given = integers(answer, "two whole numbers in order, (round, staleness)", count=2, ordered=True)
     hit = timeline[timeline["poisoned"]].iloc[0]
     truth = (int(hit["round"]), int(hit["staleness"]))
     return _verdict(tuple(given) == truth,
@@ -184,8 +184,9 @@ def attention_weight_ratio(answer: float | None, cfg) -> Verdict:
                     f"exp((0.9 - 0.8) / T) = exp({0.1 / t:g}) = {truth:.3g} at T = {t:g}: softmax gives each stored "
                     f"image a weight proportional to exp(similarity / T), so a small T makes a small difference in "
                     f"similarity a large one in weight (T -> 0: all weight on the closest image, as class_max).",
-                    "Hint: softmax attention gives a stored image with similarity s the weight exp(s / T) / Z, "
-                    "with the same Z for every image; the ratio of two weights does not need Z.")
+                    "Hint: softmax attention turns each stored image's similarity into a weight, and the weights "
+                    "sum to one; how does one weight depend on its similarity and on T, and what cancels in the "
+                    "ratio of two weights?")
 
 
 @answered
@@ -269,8 +270,8 @@ def under_the_bound_plants_more(prediction: str | None, table: pd.DataFrame, cas
     truth = "more" if under > boosted + 0.05 else "not more"
     return _verdict(prediction == truth,
                     f"above the no-attack level: {under:+.2f} under the bound, {boosted:+.2f} boosted (case ({case})). "
-                    f"Clipping already scales the boosted update down to the bound: scaling it yourself sends the "
-                    f"same direction at the same size.",
+                    f"Clipping already scales the boosted update down to the bound, keeping its direction: scaling "
+                    f"it below the bound yourself sends the same direction, no larger, so it cannot plant more.",
                     "Hint: compare, under norm clipping, each adversary's backdoor accuracy right after the "
                     "attack above the no-attack level, in the tables of notebooks 06 and 07.")
 

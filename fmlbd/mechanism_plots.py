@@ -186,8 +186,13 @@ def rules_on_one_round(table: pd.DataFrame, path=None) -> plt.Figure:
         axes[0].bar(np.arange(len(rules)) + (j - (len(clients) - 1) / 2) * width, w, width,
                     color=KEYED if poisoned else plt.cm.Blues(0.4 + 0.2 * j), edgecolor="black", linewidth=0.5,
                     label=f"client {client}" + (" (adversary)" if poisoned else ""))
-    axes[0].axhline(1 / len(clients), color="grey", linestyle=":", linewidth=1)
-    axes[0].set_ylabel("weight in the step (mean: 1/n);\nmedian: share of coordinates", fontsize=8)
+    axes[0].axhline(1 / len(clients), color="grey", linestyle=":", linewidth=1, label=f"1/{len(clients)}: an equal share")
+    for i, rule in enumerate(rules):  # a weight of zero is a result, not a missing bar: say so
+        for j, (client, _) in enumerate(clients):
+            if taken[(table["rule"] == rule) & (table["client"] == client)].iloc[0] == 0:
+                axes[0].text(i + (j - (len(clients) - 1) / 2) * width, 0.01, "0", ha="center", va="bottom", fontsize=7)
+    axes[0].set_ylabel("what the step takes from each update:\nweight (clipping: x clip scale);"
+                       "\nmedian: share of coordinates", fontsize=8)
     step = table.drop_duplicates("rule")
     axes[1].bar(range(len(rules)), step["step_cos_poisoned"], color="grey", edgecolor="black", linewidth=0.5)
     axes[1].set_ylabel("cosine of the step with\nthe poisoned update")

@@ -174,7 +174,7 @@ def poisoned_update(timeline) -> str:
     hit = timeline[timeline["poisoned"]].iloc[0]
     benign = timeline[~timeline["poisoned"]]
     return (f"**This run:** the poisoned update is {hit['norm'] / benign['norm'].median():.1f} times as large as the "
-            f"median benign update (L2 norm), and its cosine to the benign mean of its round is {hit['cosine']:.2f} "
+            f"median of the {len(benign)} benign updates around it (L2 norm), and its cosine to the benign mean of its round is {hit['cosine']:.2f} "
             f"(benign updates: {benign['cosine'].min():.2f} to {benign['cosine'].max():.2f}).")
 
 
@@ -194,8 +194,9 @@ def one_round(table: pd.DataFrame) -> str:
     benign_norm = table[~table["poisoned"]]["norm"].median()
     rows = [[_name(rule), "none (per coordinate)" if rule == "median" else f"{r['weight']:.2f}",
              f"{r['why']}: {r['why_value']:.3g}", f"{r['step_cos_poisoned']:.2f}"] for rule, r in bad.iterrows()]
-    return (f"**This run:** the poisoned update is {bad['norm'].iloc[0] / benign_norm:.1f} times the median benign "
-            f"norm of its round. What each rule did with it:\n\n"
+    return (f"**This run:** the poisoned update is {bad['norm'].iloc[0] / benign_norm:.1f} times the median norm of "
+            f"the benign updates of its own round (a narrower baseline than notebook 02's, which takes the benign "
+            f"updates of several rounds). What each rule did with it:\n\n"
             + _table(["rule", "its weight", "what the rule decided on", "cosine of the rule's step with it"], rows))
 
 

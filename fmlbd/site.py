@@ -31,7 +31,7 @@ def repository_url() -> str:
 
 def colab_install_cell(url: str | None = None) -> str:
     """The first code cell of every notebook: installs fmlbd on Colab (which has torch), nothing elsewhere."""
-    return ("# On Colab: install fmlbd (Colab has torch); anywhere else this cell does nothing\n"
+    return ("# Colab only: install fmlbd (Colab has torch)\n"
             "import sys\n"
             "if \"google.colab\" in sys.modules:\n"
             f"    %pip install -q \"fmlbd @ git+{url or repository_url()}\"")
