@@ -129,7 +129,7 @@ class MeasureConfig(_Section):
     draws: int = 5                              #: adversary draws (``attack.draw`` = 0..n-1) of the draws experiments
     rule_draws: int = 2                         #: adversary draws per server rule x attack (notebooks 06, 07)
     dampening_rounds: int = 100                 #: benign rounds after the attack (federated dampening)
-    rule_rounds: int = 50                       #: benign rounds after the attack under each server rule (06, 07)
+    rule_rounds: int = 30                       #: benign rounds after the attack under each server rule (06, 07)
     rule_main_task: bool = False                #: score the main task of the rule runs too (06/07 show rule-cost's)
     curve_every: int = 10                       #: rounds between dampening evaluations
     curve_episodes: int = 30                    #: episodes per point of the dampening / fine-tuning curves
