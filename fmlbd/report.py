@@ -77,16 +77,15 @@ def finetune(table: pd.DataFrame, steps: int) -> str:
 
 def _methods_table(comparison: pd.DataFrame, cases) -> str:
     d = comparison.set_index(["case", "method", "phase", "metric"])["value"]
-    head = "| method | " + " | ".join(f"case ({c}) backdoor" for c in cases) + " | main task " + \
-           " / ".join(f"({c})" for c in cases) + " |"
-    rows = [head, "|---" * (len(cases) + 2) + "|"]
+    head = ["method"] + [f"case ({c}) backdoor" for c in cases] + ["main task " + " / ".join(f"({c})" for c in cases)]
+    rows = []
     for method in dict.fromkeys(comparison["method"]):
         cells = [f"{d[c, method, 'before', 'backdoor_train_acc']:.2f} → {d[c, method, 'after', 'backdoor_train_acc']:.2f} "
                  f"({d[c, method, 'after', 'backdoor_val_acc']:.2f})" for c in cases]
         main = " / ".join(f"{d[c, method, 'before', 'main_task_acc']:.3f}" for c in cases) + " → " + \
             " / ".join(f"{d[c, method, 'after', 'main_task_acc']:.3f}" for c in cases)
-        rows.append(f"| {method} | " + " | ".join(cells) + f" | {main} |")
-    return "\n".join(rows)
+        rows.append([method, *cells, main])
+    return _table(head, rows)
 
 
 def defense(comparison: pd.DataFrame, spread: pd.DataFrame, above: pd.DataFrame, rounds: pd.DataFrame,

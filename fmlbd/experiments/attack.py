@@ -32,11 +32,9 @@ def one_shot_attack(cfg, cases=CASES, progress: bool = True, attention: Attentio
     return per_case(cfg, cases, progress, "one-shot", compute, attention=attention_key(attention), phases=list(phases))
 
 
-def no_attack_level(table: pd.DataFrame) -> dict[str, float]:
-    """Per case, backdoor accuracy (attack training set) right before the attack: the "before" rows of
-    a :func:`one_shot_attack` table."""
-    return table[(table["phase"] == "before") & (table["metric"] == "backdoor_train_acc")].set_index("case")[
-        "value"].to_dict()
+def no_attack_level(table: pd.DataFrame, metric: str = "backdoor_train_acc") -> dict[str, float]:
+    """Per case, ``metric`` right before the attack: the "before" rows of a :func:`one_shot_attack` table."""
+    return table[(table["phase"] == "before") & (table["metric"] == metric)].set_index("case")["value"].to_dict()
 
 
 def attack_draws(cfg, cases=("a", "b"), progress: bool = True, attention: Attention | None = None) -> pd.DataFrame:

@@ -181,8 +181,7 @@ def against_no_attack(draws: pd.DataFrame, comparison: pd.DataFrame, metric: str
     the keyed update minus its control, paired by draw: mean and Student-t 95% half-width.
     Rows: case; columns: level, mean_excess, draws_above, draws, max_excess, keyed_minus_control,
     keyed_minus_control_ci95."""
-    level = comparison[(comparison["method"] == "matching, shared features") & (comparison["phase"] == "before")
-                       & (comparison["metric"] == metric)].set_index("case")["value"]
+    level = defended_level(comparison, metric)
     v = draws[draws["metric"] == metric].pivot_table(index=["case", "draw"], columns="update", values="value")
     rows = []
     for case in dict.fromkeys(draws["case"]):
@@ -200,9 +199,9 @@ def _draws_headlines(table, cfg) -> dict[str, float]:
             for (c, u, m), row in draws_spread(table).iterrows() for s, v in row.items()}
 
 
-def defended_level(comparison: pd.DataFrame) -> dict[str, float]:
-    """Per case, the defended model's backdoor accuracy (attack training set) right before the attack."""
-    return no_attack_level(comparison[comparison["method"] == "matching, shared features"])
+def defended_level(comparison: pd.DataFrame, metric: str = "backdoor_train_acc") -> dict[str, float]:
+    """Per case, the defended model's ``metric`` right before the attack."""
+    return no_attack_level(comparison[comparison["method"] == "matching, shared features"], metric)
 
 
 def _draws_figure(table, cfg, path):
