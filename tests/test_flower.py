@@ -18,6 +18,7 @@ from fmlbd.config import load_config
 if os.environ.get("FMLBD_REQUIRE_FLOWER") != "1":
     pytest.importorskip("flwr", reason="the Flower extra is not installed: pip install -e '.[flower]'")
 
+from fmlbd.flower import faulty_client  # noqa: E402
 from fmlbd.flower.credentials import make_credentials  # noqa: E402
 from fmlbd.flower.deployment import LocalDeployment  # noqa: E402
 from fmlbd.flower.simulation import simulate  # noqa: E402
@@ -53,6 +54,30 @@ def test_simulation_engine_can_start_from_the_pretrained_model(omniglot_root, tm
     trained = pipeline.pretrain(cfg, progress=False)
     assert all(torch.equal(run.models["pre-trained"][k], trained.params[k]) for k in trained.params)
     assert run.records[0].round == cfg.federation.rounds + 1 and run.records[-1].poisoned
+
+
+def test_the_server_refuses_garbage_and_lies_and_the_run_goes_on(omniglot_root, tmp_path):
+    """The last client commits every fault of faulty_client.FAULTS, one reply each; its crash repeats
+    until the server drops it, and the other three go on."""
+    cfg = smoke(omniglot_root, tmp_path, **{"federation.rounds": 20})
+    lines = []
+    run, table = simulate(cfg, client=faulty_client.app, log=lines.append)
+    refused = pd.DataFrame(run.rejected)
+    faulty = cfg.federation.clients - 1
+    expected = ["non-finite values", "above the bound", "has shape", "has dtype", "missing ['", "unexpected ['extra",
+                "claims client id 0, but this node is client", "claims base version -1", "failed: ", "failed: ",
+                "dropped: failed 3 times in a row, last: "]
+    assert (refused["client"] == faulty).all() and len(refused) == len(expected), refused["reason"].tolist()
+    for reason, fragment in zip(refused["reason"], expected):
+        assert fragment in reason, (reason, fragment)
+    assert all(any(reason in line for line in lines) for reason in refused["reason"])  # each one logged
+    assert "crashes on purpose" in refused["reason"].iloc[-1] and "\n" not in refused["reason"].iloc[-1]
+    assert run.records[-1].round > cfg.federation.rounds and run.records[-1].poisoned  # the run completed
+    assert all(torch.isfinite(v).all() for params in run.models.values() for v in params.values())
+    updates = pd.DataFrame(run.updates)
+    assert (updates.groupby("round").size() == cfg.federation.buffer_size).all()
+    assert faulty not in set(updates[updates["round"] > refused["round"].max()]["client"])  # dropped
+    assert table["value"].between(0, 1).all()
 
 
 def test_deployment_engine_with_tls_and_four_authenticated_supernodes_on_localhost(omniglot_root, tmp_path):
