@@ -286,6 +286,15 @@ def test_sigterm_stops_the_worker_processes_and_a_rerun_resumes(omniglot_root, t
     assert len(saved) == 2 and min(saved) >= 1  # what was computed is kept: a rerun resumes from there
 
 
+def test_kill_9_of_the_parent_leaves_no_orphan_worker(omniglot_root):
+    """scripts/orphan_check.py with 2 tries (by hand: --tries 50)."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "orphan_check.py"
+    out = subprocess.run([sys.executable, str(script), "--tries", "2", "--data-root", str(omniglot_root)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.endswith("2 kill -9 of the parent, 4 workers, 0 orphans\n"), \
+        out.stdout + out.stderr
+
+
 def test_a_cached_model_with_non_finite_weights_is_refused_never_used(omniglot_root, tmp_path):
     cfg = load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path)})
     trained = pipeline.pretrain(cfg, progress=False)

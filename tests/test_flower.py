@@ -81,19 +81,51 @@ def test_the_server_refuses_garbage_and_lies_and_the_run_goes_on(omniglot_root, 
 
 
 def test_deployment_engine_with_tls_and_four_authenticated_supernodes_on_localhost(omniglot_root, tmp_path):
+    """The classroom set-up: TLS, registered SuperNode keys, and the gate in front of the SuperLink, so a
+    learner holding the class's ca.crt cannot submit a run; the instructor's run completes."""
     keys = make_credentials(tmp_path / "keys", ["127.0.0.1"], 5)["ca.crt"].parent
     cfg = smoke(omniglot_root, tmp_path / "results")
-    with LocalDeployment(tmp_path / "flwr", omniglot_root, cfg.federation.clients, keys) as deployment:
+    run_config = {"profile": "smoke", "data-root": str(omniglot_root), "results-dir": str(tmp_path / "results")}
+    with LocalDeployment(tmp_path / "flwr", omniglot_root, cfg.federation.clients, keys, gate=True) as deployment:
         intruder = deployment.start_node(0, key=keys / "node-4")  # a valid key the instructor never registered
-        deployment.run({"profile": "smoke", "data-root": str(omniglot_root), "results-dir": str(tmp_path / "results")})
+        with pytest.raises(RuntimeError) as learner:
+            deployment.run(run_config, timeout=120, home=deployment.learner_home(tmp_path / "learner"))
+        deployment.run(run_config)
         deadline = time.monotonic() + 60
         while intruder.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
         code = intruder.poll()  # read before the deployment stops every process it started
         link = (tmp_path / "flwr" / "superlink.log").read_text()
+        gate = (tmp_path / "flwr" / "gate.log").read_text()
+    assert "gate: refused POST /v1/control/" in gate, gate
+    assert "403" in str(learner.value) or "only SuperNodes' Fleet API" in str(learner.value), learner.value
     check_buffered_run(pd.read_csv(tmp_path / "results" / "smoke" / "flower-updates-seed0.csv"), cfg)
     scores = pd.read_csv(tmp_path / "results" / "smoke" / "flower-seed0.csv")
     assert set(scores["phase"]) == {"pre-trained", "attacked"}
+    assert len(pd.read_csv(tmp_path / "results" / "smoke" / "flower-refused-seed0.csv")) == 0
     node = (tmp_path / "flwr" / "supernode-0-node-4.log").read_text()
     assert code is not None and code != 0 and "Failed to activate SuperNode" in node, node
     assert "No SuperNode found with the given public key" in link and "running on https://" in link  # TLS
+
+
+def test_credentials_are_private_from_the_first_byte_and_an_existing_ca_is_kept(tmp_path, capsys):
+    from fmlbd.flower import credentials
+    out = tmp_path / "keys"
+    paths = make_credentials(out, ["instructor.example.org", "10.0.0.5"], 2)
+    assert out.stat().st_mode & 0o777 == 0o700
+    modes = {name: path.stat().st_mode & 0o777 for name, path in paths.items()}
+    assert modes == {"ca.key": 0o600, "ca.crt": 0o644, "server.key": 0o600, "server.crt": 0o644,
+                     "node-0": 0o600, "node-0.pub": 0o644, "node-1": 0o600, "node-1.pub": 0o644}
+    ca = paths["ca.crt"].read_bytes()
+    with pytest.raises(FileExistsError, match=r"ca.crt exists: a new CA would lock out every SuperNode .* --force"):
+        make_credentials(out, ["instructor.example.org"], 2)
+    assert paths["ca.crt"].read_bytes() == ca
+    assert make_credentials(out, ["instructor.example.org"], 2, force=True)["ca.crt"].read_bytes() != ca
+    for argv, message in ((["--host", "bad host"], "neither a host name nor an IP address"),
+                          (["--host", "x.org;rm -rf ~"], "neither a host name nor an IP address"),
+                          (["--host", "ok.org", "--nodes", "0"], "--nodes must be an integer from 1 to 10000"),
+                          (["--host", "ok.org"], "ca.crt exists")):
+        with pytest.raises(SystemExit) as info:
+            credentials.main(["--out", str(out), *argv])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert info.value.code == 2 and message in err, err

@@ -10,12 +10,18 @@ writes into ``--out``:
 - ``node-N`` / ``node-N.pub`` for N = 0..nodes-1: one EC P-384 key pair per SuperNode (OpenSSH
   format). The instructor registers each ``.pub`` with the SuperLink (``flwr supernode register``)
   and hands ``node-N`` and ``ca.crt`` to learner N: a SuperNode without a registered key is refused.
+
+Private keys are written with mode 0600 from their first byte, into a folder of mode 0700. An
+existing CA is never replaced without ``--force`` (a new CA locks out every SuperNode that holds the
+old ``ca.crt``).
 """
 from __future__ import annotations
 
 import argparse
 import datetime
 import ipaddress
+import os
+import re
 from pathlib import Path
 
 from cryptography import x509
@@ -24,6 +30,28 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 VALID_DAYS = 365
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
+
+def check_host(host: str) -> str:
+    """``host`` if it is an IP address or a DNS name (labels of letters, digits and inner hyphens)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if len(host) > 253 or not _HOST.fullmatch(host):
+        raise ValueError(f"--host {host!r} is neither a host name nor an IP address: give the name or address "
+                         f"learners reach the instructor's machine by, e.g. --host instructor.example.org")
+    return host
+
+
+def _write_private(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to a new file ``path`` created with ``mode`` (no moment with wider permissions)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def _name(common: str) -> x509.Name:
@@ -52,12 +80,22 @@ def _certificate(subject: str, key, issuer: str, issuer_key, ca: bool, hosts: li
     return builder.sign(issuer_key, hashes.SHA384())
 
 
-def make_credentials(out: Path, hosts: list[str], nodes: int) -> dict[str, Path]:
+def make_credentials(out: Path, hosts: list[str], nodes: int, force: bool = False) -> dict[str, Path]:
     """Write the CA, the SuperLink's certificate for ``hosts`` and ``nodes`` SuperNode key pairs into
-    ``out``; returns the paths by name (``ca.crt``, ``server.crt``, ``server.key``, ``node-0``, ...)."""
-    if nodes < 1:
-        raise ValueError(f"--nodes must be >= 1, not {nodes}")
-    out.mkdir(parents=True, exist_ok=True)
+    ``out`` (created with mode 0700); returns the paths by name (``ca.crt``, ``server.crt``,
+    ``server.key``, ``node-0``, ...). Refuses to replace an existing CA unless ``force``."""
+    if not hosts:
+        raise ValueError("give at least one --host: the name or address learners reach the instructor's machine by")
+    hosts = [check_host(h) for h in hosts]
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= 10_000:
+        raise ValueError(f"--nodes must be an integer from 1 to 10000, not {nodes!r}")
+    out = Path(out)
+    if not force and ((out / "ca.key").exists() or (out / "ca.crt").exists()):
+        raise FileExistsError(f"{out / 'ca.crt'} exists: a new CA would lock out every SuperNode given the old "
+                              f"one; pass --force to replace it, or choose another --out")
+    if not out.exists():
+        out.mkdir(mode=0o700, parents=True)
+    out.chmod(0o700)
     files: dict[str, bytes] = {}
     ca_key, server_key = ec.generate_private_key(ec.SECP384R1()), ec.generate_private_key(ec.SECP384R1())
     ca = _certificate("fmlbd class CA", ca_key, "fmlbd class CA", ca_key, True, [])
@@ -73,8 +111,7 @@ def make_credentials(out: Path, hosts: list[str], nodes: int) -> dict[str, Path]
     paths = {}
     for name, data in files.items():
         path = out / name
-        path.write_bytes(data)
-        path.chmod(0o600 if not name.endswith((".crt", ".pub")) else 0o644)
+        _write_private(path, data, 0o644 if name.endswith((".crt", ".pub")) else 0o600)
         paths[name] = path
     return paths
 
@@ -85,10 +122,12 @@ def main(argv=None) -> int:
     parser.add_argument("--host", action="append", required=True,
                         help="the SuperLink machine's name or IP address as learners reach it (repeatable)")
     parser.add_argument("--nodes", type=int, default=4, help="SuperNode key pairs to make (default 4)")
+    parser.add_argument("--force", action="store_true", help="replace the CA and keys already in --out")
     args = parser.parse_args(argv)
-    if args.nodes < 1:
-        parser.error(f"--nodes must be >= 1, not {args.nodes}")
-    paths = make_credentials(args.out, args.host, args.nodes)
+    try:
+        paths = make_credentials(args.out, args.host, args.nodes, args.force)
+    except (ValueError, FileExistsError, PermissionError) as err:
+        parser.error(str(err))
     print(f"wrote {len(paths)} files to {args.out}: CA, SuperLink certificate for {', '.join(args.host)}, "
           f"{args.nodes} SuperNode key pairs")
     return 0

@@ -47,13 +47,18 @@ class LocalDeployment:
     keys: a folder written by :func:`fmlbd.flower.credentials.make_credentials`: the SuperLink then
     serves TLS (its ``server.crt``) with SuperNode authentication, node ``N`` signs in with ``node-N``
     after its public key was registered (``register``); without it, insecure mode (localhost only).
-    logs: folder for each process's output (``superlink.log``, ``supernode-N.log``).
+    gate: SuperNodes connect through :mod:`fmlbd.flower.gate` (needs ``keys``), which serves only the
+    Fleet API: ``flwr`` commands work only on the SuperLink's own loopback address (the instructor's).
+    home: folder for each process's output (``superlink.log``, ``supernode-N.log``, ``gate.log``).
     """
 
     def __init__(self, home: Path, data_root: Path, nodes: int, keys: Path | None = None,
-                 register: bool = True):
+                 register: bool = True, gate: bool = False):
+        if gate and keys is None:
+            raise ValueError("the gate serves TLS: give keys (python -m fmlbd.flower.credentials)")
         self.home, self.data_root, self.nodes, self.keys, self.register = home, data_root, nodes, keys, register
         self.port = free_port()
+        self.gate_port = free_port() if gate else None
         self.processes: list[subprocess.Popen] = []
         self.env = dict(os.environ, FLWR_HOME=str(home), PATH=f"{Path(sys.executable).parent}{os.pathsep}"
                                                           f"{os.environ.get('PATH', '')}")
@@ -61,6 +66,11 @@ class LocalDeployment:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def node_address(self) -> str:
+        """Where SuperNodes connect: the gate if there is one, else the SuperLink."""
+        return self.address if self.gate_port is None else f"127.0.0.1:{self.gate_port}"
 
     def _start(self, name: str, command: list[str]) -> subprocess.Popen:
         log = open(self.home / f"{name}.log", "wb")
@@ -77,9 +87,9 @@ class LocalDeployment:
         return ["--ssl-ca-certfile", str(k / "ca.crt"), "--ssl-certfile", str(k / "server.crt"),
                 "--ssl-keyfile", str(k / "server.key"), "--enable-supernode-auth"]
 
-    def connection(self) -> str:
+    def connection(self, address: str | None = None) -> str:
         """The SuperLink connection of ``$FLWR_HOME/config.toml`` that ``flwr`` commands use."""
-        lines = ["[superlink]", 'default = "local"', "", "[superlink.local]", f'address = "{self.address}"']
+        lines = ["[superlink]", 'default = "local"', "", "[superlink.local]", f'address = "{address or self.address}"']
         lines += ["insecure = true"] if self.keys is None else [f'root-certificates = "{self.keys / "ca.crt"}"']
         return "\n".join(lines) + "\n"
 
@@ -90,6 +100,10 @@ class LocalDeployment:
             link = self._start("superlink", [_tool("flower-superlink"), *self._security(), "--host", "127.0.0.1",
                                              "--port", str(self.port), "--disable-runtime-dependency-installation"])
             wait_for_port(self.port, 60, link)
+            if self.gate_port is not None:
+                gate = self._start("gate", [sys.executable, "-m", "fmlbd.flower.gate", "--listen",
+                                            self.node_address, "--superlink", self.address, "--keys", str(self.keys)])
+                wait_for_port(self.gate_port, 60, gate)
             for n in range(self.nodes):
                 if self.keys is not None and self.register:
                     self.flwr("supernode", "register", str(self.keys / f"node-{n}.pub"), "local")
@@ -107,20 +121,29 @@ class LocalDeployment:
             "--root-certificates", str(self.keys / "ca.crt"),
             "--auth-supernode-private-key", str(key or self.keys / f"node-{n}")]
         name = f"supernode-{n}" if key is None else f"supernode-{n}-{key.name}"
-        return self._start(name, [_tool("flower-supernode"), *security, "--superlink", self.address,
+        return self._start(name, [_tool("flower-supernode"), *security, "--superlink", self.node_address,
                                   "--node-config", config, "--port", str(free_port())])
 
-    def flwr(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        """A ``flwr`` command against this SuperLink; raises with its output if it fails."""
-        done = subprocess.run([_tool("flwr"), *args], capture_output=True, text=True, env=self.env, timeout=timeout)
+    def flwr(self, *args: str, timeout: float = 600, home: Path | None = None) -> subprocess.CompletedProcess:
+        """A ``flwr`` command against this SuperLink (or as configured in ``home``'s config.toml);
+        raises with its output if it fails."""
+        env = self.env if home is None else self.env | {"FLWR_HOME": str(home)}
+        done = subprocess.run([_tool("flwr"), *args], capture_output=True, text=True, env=env, timeout=timeout)
         if done.returncode != 0:
             raise RuntimeError(f"flwr {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         return done
 
-    def run(self, run_config: dict, timeout: float = 600) -> subprocess.CompletedProcess:
-        """``flwr run`` of the app with ``run_config``, streaming its logs until it ends."""
+    def run(self, run_config: dict, timeout: float = 600, home: Path | None = None) -> subprocess.CompletedProcess:
+        """``flwr run`` of the app with ``run_config``, streaming its logs until it ends (from a machine
+        configured in ``home``'s config.toml, default the instructor's)."""
         pairs = " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in run_config.items())
-        return self.flwr("run", str(APP), "local", "--run-config", pairs, "--stream", timeout=timeout)
+        return self.flwr("run", str(APP), "local", "--run-config", pairs, "--stream", timeout=timeout, home=home)
+
+    def learner_home(self, home: Path) -> Path:
+        """A ``FLWR_HOME`` as on a learner's machine: only ``ca.crt`` and the address SuperNodes use."""
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "config.toml").write_text(self.connection(self.node_address))
+        return home
 
     def __exit__(self, *exc) -> None:
         for process in reversed(self.processes):
