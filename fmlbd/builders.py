@@ -54,13 +54,19 @@ def build_scenario(cfg: ExperimentConfig, case: str | None = None) -> Scenario:
     rotations = cfg.data.rotations if cfg.data.dataset == "omniglot" else 1
     scenario = make_scenario(pool, test_groups, cfg.federation.clients, rotations, case or cfg.case,
                              cfg.attack.backdoor_classes, cfg.seed)
-    m, e, a = cfg.meta, cfg.eval, cfg.attack
-    for name, (ways, shots, queries, classes) in {"meta": (m.ways, m.shots, m.queries, range(pool.num_classes)),
-                                                  "eval": (e.ways, e.shots, e.queries, scenario.test_classes)}.items():
+    m, e, a, d = cfg.meta, cfg.eval, cfg.attack, cfg.defense
+    train, test = range(pool.num_classes), scenario.test_classes
+    episodes = {"meta.ways / meta.shots / meta.queries": (m.ways, m.shots, m.queries, train),
+                "eval.ways / eval.shots / eval.queries": (e.ways, e.shots, e.queries, test),
+                "the defended federation's meta.ways / defense.train_shots / meta.queries":
+                    (m.ways, d.train_shots, m.queries, train),
+                **{f"the ablation's eval.ways / defense.ablation_shots={s} / eval.queries": (e.ways, s, e.queries, test)
+                   for s in d.ablation_shots}}
+    for names, (ways, shots, queries, classes) in episodes.items():
         try:
             check_episode_request(pool, classes, ways, shots, queries)
         except DatasetError as err:
-            raise DatasetError(f"{name}.ways / {name}.shots / {name}.queries: {err}") from None
+            raise DatasetError(f"{names}: {err}") from None
     smallest = min(len(c) for c in scenario.client_classes)
     if smallest < m.ways:
         raise DatasetError(f"federation.clients={cfg.federation.clients}: the smallest client share holds {smallest} "

@@ -1,10 +1,12 @@
 """Kill -9 a pre-training parent, again and again, and count the worker processes that outlive it.
 
-Each try starts ``python -m fmlbd attack`` (smoke profile, two cases, rounds without end, so two models
-pre-train side by side in worker processes), waits until both workers run, lets them work for a
-random 0-3 s, sends SIGKILL to the parent (it gets no chance to clean up) and watches the workers it
-had: a worker still alive 10 s later is an orphan (then killed). Linux's parent-death signal is what
-stops them (fmlbd.parallel.die_with_parent).
+Each try starts ``python -m fmlbd attack`` (smoke profile, rounds without end) in one of two ways, in
+turn: two cases, so two models pre-train side by side in fresh Python processes
+(fmlbd.workers.pretrain_jobs); or one case, so one model pre-trains in the command's own process and
+its clients train in forked pool workers (fmlbd.parallel.Pool). It waits until two workers run,
+lets them work for a random 0-3 s, sends SIGKILL to the parent (it gets no chance to clean up) and
+watches the workers it had: a worker still alive 10 s later is an orphan (then killed). Linux's
+parent-death signal is what stops them (fmlbd.parallel.die_with_parent).
 
     .venv/bin/python scripts/orphan_check.py --tries 50 --data-root data
 Prints one line per try and a summary; exits 1 if any worker outlived its parent.
@@ -33,12 +35,12 @@ def alive(pid: int) -> bool:
         return False
 
 
-def one_try(data_root: str, rng: random.Random) -> tuple[int, int]:
+def one_try(data_root: str, rng: random.Random, cases: list[str]) -> tuple[int, int]:
     """(workers seen, workers alive 10 s after their parent was killed)."""
     with tempfile.TemporaryDirectory() as results:
         parent = subprocess.Popen([sys.executable, "-m", "fmlbd", "attack", "--profile", "smoke", "--data-root",
                                    data_root, "--results-dir", results, "--no-progress", "--experiment", "one-shot",
-                                   "--cases", "a", "b", "--set", "federation.rounds=100000"],
+                                   "--cases", *cases, "--set", "federation.rounds=100000"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while len(workers := children(parent.pid)) < 2:
@@ -69,9 +71,11 @@ def main() -> None:
     rng = random.Random(args.seed)
     seen = orphans = 0
     for i in range(args.tries):
-        n, left = one_try(args.data_root, rng)
+        cases = ["a", "b"] if i % 2 == 0 else ["a"]
+        n, left = one_try(args.data_root, rng, cases)
         seen, orphans = seen + n, orphans + left
-        print(f"try {i + 1}: {n} workers, {left} outlived their parent", flush=True)
+        kind = "pre-training processes" if len(cases) == 2 else "forked pool workers"
+        print(f"try {i + 1}: {n} {kind}, {left} outlived their parent", flush=True)
     print(f"{args.tries} kill -9 of the parent, {seen} workers, {orphans} orphans")
     sys.exit(1 if orphans else 0)
 
