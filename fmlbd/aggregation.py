@@ -23,21 +23,6 @@ from .functional import Params
 Step = tuple[torch.Tensor, torch.Tensor]
 
 
-def flatten(deltas: list[Params]) -> torch.Tensor:
-    """``[n, D]``: each delta's tensors, in the first delta's key order, as one row."""
-    keys = list(deltas[0])
-    return torch.stack([torch.cat([d[k].reshape(-1) for k in keys]) for d in deltas])
-
-
-def unflatten(vector: torch.Tensor, like: Params) -> Params:
-    """``vector [D]`` cut back into tensors shaped as ``like``'s (same key order as :func:`flatten`)."""
-    out, start = {}, 0
-    for k, v in like.items():
-        out[k] = vector[start:start + v.numel()].view_as(v)
-        start += v.numel()
-    return out
-
-
 class Mean:
     """The plain mean (the protocol's server)."""
 

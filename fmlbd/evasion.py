@@ -12,9 +12,7 @@ and uses them as its picture of a benign update. Two shapes, applied to the (boo
 """
 from __future__ import annotations
 
-
-from .aggregation import flatten, unflatten
-from .functional import Params
+from .functional import Params, flatten, unflatten
 
 
 def shape_update(delta: Params, benign: list[Params], norm_cap: float | None = None,

@@ -213,7 +213,8 @@ def krum_score_of_the_unboosted(answer: float | None, updates: list, boost: floa
     """Had the adversary not boosted its update (its delta divided by ``boost``), what would its Krum
     score be in the round of the walk-through (``updates``: that round's
     :class:`~fmlbd.federated.Update` list), and would Multi-Krum still drop it?"""
-    from .aggregation import MultiKrum, flatten
+    from .aggregation import MultiKrum
+    from .functional import flatten
 
     given = number(answer)
     flat = flatten([u.delta for u in updates])

@@ -20,7 +20,8 @@ from typing import Protocol
 import numpy as np
 from torch import nn
 
-from .aggregation import Mean, flatten, unflatten
+from .aggregation import Mean
+from .functional import flatten, unflatten
 from .meta import Params
 from .parallel import Pool, one_thread
 

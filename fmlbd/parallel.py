@@ -96,10 +96,15 @@ def _outcome(compute: Callable[[], R]) -> bytes:
         return pickle.dumps(("error", RuntimeError(f"{payload[1]!r} ({exc})"), payload[-1]))
 
 
-def _serve(fn: Callable, conn) -> None:
+def _serve(fn: Callable, conn, parent: int) -> None:
     global _in_worker
     _in_worker = True
+    # a handler the parent installed (the CLI's SIGTERM -> SystemExit) would turn the parent-death
+    # signal into an exception caught as a result, and the worker would wait for its next item for ever
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     die_with_parent()
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
     torch.set_num_threads(1)
     while True:
         try:
@@ -120,11 +125,11 @@ class Pool:
 
     def __init__(self, fn: Callable[[T], R], processes: int):
         ctx = mp.get_context("fork")
-        self.procs, self.conns = [], []
+        self.procs, self.conns, parent = [], [], os.getpid()
         try:
             for _ in range(processes):
                 here, there = ctx.Pipe()
-                proc = ctx.Process(target=_serve, args=(fn, there), daemon=True)
+                proc = ctx.Process(target=_serve, args=(fn, there, parent), daemon=True)
                 proc.start()
                 there.close()
                 self.procs.append(proc)

@@ -13,14 +13,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .aggregation import flatten
 from .backdoor import poisoned_episode
 from .builders import (attack_clients, attack_sets, benign_clients, build_model, build_scenario, episode_sampler,
                        initial_params, make_federation, poisoned_sampler)
 from .config import ExperimentConfig
 from .defense import MatchingNetworkDefense
 from .evaluation import backdoor_test_episodes
-from .functional import Params, call, support_buffers
+from .functional import Params, call, flatten, support_buffers
 from .meta import finetune, meta_step
 from .metrics import scored_rows
 from .pipeline import Attacked, Trained, dampening_snapshots

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from fmlbd.aggregation import AGGREGATIONS, Flame, Mean, Median, MultiKrum, NormClip, TrimmedMean, flatten, unflatten
+from fmlbd.aggregation import AGGREGATIONS, Flame, Mean, Median, MultiKrum, NormClip, TrimmedMean
+from fmlbd.functional import flatten, unflatten
 from fmlbd.federated import Federation
 
 

@@ -77,6 +77,62 @@ def test_the_cycle_check_finds_a_function_local_cycle(tmp_path, monkeypatch):
     assert imports(a) == {"fmlbd.b"} and imports(tmp_path / "fmlbd" / "b.py") == {"fmlbd.a"}
 
 
+#: the package's layers, lowest first (README's flow: config -> data -> episodes -> local training ->
+#: server -> metrics -> results -> plots, with the helpers beneath and the entry points on top): a
+#: module imports only modules of its own layer or a lower one, at the top or inside a function
+LAYERS: dict[str, set[str]] = {
+    "helpers": {"fmlbd", "fmlbd.errors", "fmlbd.checks", "fmlbd.functional", "fmlbd.streams", "fmlbd.results",
+                "fmlbd.cache", "fmlbd.parallel", "fmlbd.answers", "fmlbd.hygiene", "fmlbd.series"},
+    "config": {"fmlbd.config"},
+    "data": {"fmlbd.data", "fmlbd.paths", "fmlbd.episodes", "fmlbd.splits", "fmlbd.backdoor"},
+    "local training": {"fmlbd.models", "fmlbd.attention", "fmlbd.matching", "fmlbd.meta", "fmlbd.defense",
+                       "fmlbd.evasion", "fmlbd.clients"},
+    "server": {"fmlbd.aggregation", "fmlbd.federated"},
+    "wiring": {"fmlbd.builders"},
+    "metrics": {"fmlbd.metrics", "fmlbd.evaluation", "fmlbd.fingerprint"},
+    "pipeline": {"fmlbd.pipeline", "fmlbd.workers", "fmlbd.walkthrough"},
+    "plots": {"fmlbd.plots", "fmlbd.mechanism_plots"},
+    "experiments": {"fmlbd.experiments", "fmlbd.experiments.spec", "fmlbd.experiments.attack",
+                    "fmlbd.experiments.persistence", "fmlbd.experiments.defense", "fmlbd.experiments.server",
+                    "fmlbd.registry"},
+    "flower": {"fmlbd.flower", "fmlbd.flower.records", "fmlbd.flower.coordinator", "fmlbd.flower.client_app",
+               "fmlbd.flower.faulty_client", "fmlbd.flower.server_app", "fmlbd.flower.simulation",
+               "fmlbd.flower.credentials", "fmlbd.flower.deployment", "fmlbd.flower.gate"},
+    "teaching": {"fmlbd.report", "fmlbd.exercises", "fmlbd.site", "fmlbd.reproduce"},
+    "entry points": {"fmlbd.cli", "fmlbd.__main__", "fmlbd.flower.__main__"},
+}
+
+
+def upward(graph: dict[str, set[str]]) -> list[str]:
+    """Every import in ``graph`` (module -> modules it imports) of a module from a higher layer."""
+    rank = {m: i for i, members in enumerate(LAYERS.values()) for m in members}
+    names = list(LAYERS)
+    return [f"{m} ({names[rank[m]]}) imports {t} ({names[rank[t]]})"
+            for m, targets in sorted(graph.items()) for t in sorted(targets) if rank[t] > rank[m]]
+
+
+def test_every_module_has_one_layer():
+    listed = [m for members in LAYERS.values() for m in members]
+    assert sorted(listed) == sorted(module_name(p) for p in MODULES), \
+        "add the new module to LAYERS (or remove the one that is gone)"
+
+
+def test_no_module_imports_from_a_higher_layer():
+    bad = upward({module_name(p): imports(p) for p in MODULES})
+    assert not bad, bad
+
+
+def test_the_layer_check_finds_a_planted_upward_import(tmp_path, monkeypatch):
+    package = tmp_path / "fmlbd"
+    package.mkdir()
+    (package / "data.py").write_text((PACKAGE / "data.py").read_text() + "\n\ndef f():\n    from .pipeline import pretrain\n")
+    (package / "pipeline.py").write_text((PACKAGE / "pipeline.py").read_text())
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", package)
+    monkeypatch.setattr(sys.modules[__name__], "MODULES", sorted(package.glob("*.py")))
+    graph = {module_name(p): imports(p) for p in MODULES}
+    assert upward(graph) == ["fmlbd.data (data) imports fmlbd.pipeline (pipeline)"]
+
+
 def test_choices_are_defined_once():
     assert tuple(meta.META_STEPS) == checks.ALGORITHMS and KERNELS == checks.KERNELS
     assert tuple(data.OMNIGLOT_SOURCES) == checks.OMNIGLOT_SOURCES and splits.CASES == checks.CASES

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from fmlbd.aggregation import Median, MultiKrum, NormClip, flatten
+from fmlbd.aggregation import Median, MultiKrum, NormClip
+from fmlbd.functional import flatten
 from fmlbd.evasion import shape_update
 
 

@@ -24,9 +24,8 @@ from typing import Callable
 
 import torch
 
-from ..aggregation import flatten
 from ..federated import RoundRecord, Server, Update
-from ..functional import Params
+from ..functional import Params, flatten
 
 #: failures (error replies) in a row after which a node is dropped
 MAX_FAILURES = 3
