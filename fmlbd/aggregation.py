@@ -18,8 +18,6 @@ from typing import ClassVar
 
 import torch
 
-from .functional import Params
-
 Step = tuple[torch.Tensor, torch.Tensor]
 
 

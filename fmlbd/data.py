@@ -139,13 +139,17 @@ def download_omniglot(root: str | Path, source: str = "minimal") -> list[Path]:
     return omniglot_zip_paths(root, source)
 
 
-def _decode(data: bytes, mode: str, size: int) -> np.ndarray:
-    """Decode image bytes to uint8 ``[ch, size, size]`` (antialiased resize)."""
-    with Image.open(io.BytesIO(data)) as im:
-        im = im.convert(mode)
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.Resampling.LANCZOS)
-        arr = np.asarray(im, dtype=np.uint8)
+def _decode(data: bytes, mode: str, size: int, name: str, fix: str) -> np.ndarray:
+    """Decode image bytes to uint8 ``[ch, size, size]`` (antialiased resize); :class:`DatasetError`
+    naming the image ``name`` and the ``fix`` if they are not a readable image."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im = im.convert(mode)
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.Resampling.LANCZOS)
+            arr = np.asarray(im, dtype=np.uint8)
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise DatasetError(f"{name} is not a readable image ({type(err).__name__}: {err}): {fix}") from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
@@ -162,7 +166,8 @@ def read_omniglot_zip(path: Path, image_size: int) -> dict[tuple[str, str], list
                 if info.is_dir() or not info.filename.endswith(".png") or len(parts) < 4:
                     continue
                 alphabet, character, fname = parts[-3], parts[-2], parts[-1]
-                img = 255 - _decode(zf.read(info), "L", image_size)
+                img = 255 - _decode(zf.read(info), "L", image_size, f"{info.filename} in {path}",
+                                    "delete the zip and download it again")
                 classes[(alphabet, character)].append((fname, img))
     except zipfile.BadZipFile as err:
         raise DatasetError(f"{path} is not a readable zip ({err}): delete it and download it again.") from err
@@ -259,7 +264,8 @@ def load_mini_imagenet(root: str | Path, image_size: int = 84, cache_dir: str | 
                 image_path = base / "images" / row["filename"]
                 if not image_path.is_file():
                     raise DatasetError(f"{image_path} listed in {split}.csv does not exist")
-                img = _decode(image_path.read_bytes(), "RGB", image_size)
+                img = _decode(image_path.read_bytes(), "RGB", image_size, str(image_path),
+                              "replace it with the dataset's file")
                 classes.setdefault((split, row["label"]), []).append(img)
         return _stack_pool(classes)
 

@@ -30,7 +30,7 @@ from .errors import CacheError
 from .evaluation import main_task_accuracies
 from .functional import Params, all_finite
 from .models import ConvNet
-from .results import atomic_torch_save, atomic_write, load_torch, write_json
+from .results import atomic_torch_save, atomic_write, cache_contents, load_torch, write_json
 from .splits import Scenario
 from .streams import stream
 
@@ -147,16 +147,18 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
     if source is not None:
         if source != final:
             check_shipped(source)
-        saved = _finite(load_torch(source), source)
-        return Trained(model, scenario, saved["state"], pd.DataFrame(saved["log"]), path, 0.0)
+        with cache_contents(source):
+            saved = _finite(load_torch(source), source)
+            return Trained(model, scenario, saved["state"], pd.DataFrame(saved["log"]), path, 0.0)
 
     federation = make_federation(cfg, model, initial_params(cfg, model), benign_clients(cfg, scenario))
     rows: list[dict] = []
     elapsed = 0.0
     if checkpoint.is_file():
-        saved = load_torch(checkpoint)
-        federation.load_state_dict(saved["state"])
-        rows, elapsed = saved["log"], saved["elapsed"]
+        with cache_contents(checkpoint):
+            saved = load_torch(checkpoint)
+            federation.load_state_dict(saved["state"])
+            rows, elapsed = saved["log"], saved["elapsed"]
     write_json({"config": cfg.to_dict(), "scenario": scenario.fingerprint()}, path / "config.json")
 
     rounds = cfg.federation.rounds
@@ -227,8 +229,9 @@ def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True
     trained = pretrain(cfg, case, progress)
     path = attack_path(cfg, case)
     if (path / "attacked.pt").is_file():
-        saved = _finite(load_torch(path / "attacked.pt"), path / "attacked.pt")
-        return Attacked(trained, saved["before"], saved["state"], saved["round"], path, saved["first_round"])
+        with cache_contents(path / "attacked.pt"):
+            saved = _finite(load_torch(path / "attacked.pt"), path / "attacked.pt")
+            return Attacked(trained, saved["before"], saved["state"], saved["round"], path, saved["first_round"])
     poisoned = []
     with make_federation(cfg, trained.model, trained.params,
                          attack_clients(cfg, trained.scenario, cfg.federation.rounds)) as federation:
@@ -262,7 +265,9 @@ def dampening_snapshots(cfg: ExperimentConfig, case: str, progress: bool = True)
     att = attack(cfg, case, progress)
     path = dampening_path(cfg, case)
     if path.is_file():
-        return load_torch(path)
+        with cache_contents(path):
+            saved = load_torch(path)
+            return {r: saved[r] for r in (*range(0, ms.dampening_rounds + 1, ms.curve_every), ms.dampening_rounds)}
     snapshots = {0: att.after}
     with make_federation(cfg, att.trained.model, att.after, attack_clients(cfg, att.trained.scenario, 0)) as federation:
         federation.load_state_dict(att.state)

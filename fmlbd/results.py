@@ -16,8 +16,9 @@ import platform
 import re
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 import torch
@@ -85,6 +86,18 @@ def load_torch(path: str | Path) -> Any:
         raise _unreadable(path, err) from None
     except Exception as err:
         raise _unreadable(path, err) from None
+
+
+@contextmanager
+def cache_contents(path: str | Path) -> Iterator[None]:
+    """Around the lines that take a loaded cache file apart: a missing key or a value of another type
+    there is the file's fault (cut, hand-edited, from another tool), reported as :class:`CacheError`
+    naming the file and the fix, not as a traceback."""
+    try:
+        yield
+    except (KeyError, TypeError, IndexError) as err:
+        raise CacheError(f"{path} does not hold what fmlbd saves there ({type(err).__name__}: {err}): it is a "
+                         f"cache file; delete it (rm {path}) and rerun to recompute it") from None
 
 
 def _unreadable(path: Path, err: Exception) -> CacheError:

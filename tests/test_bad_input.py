@@ -307,6 +307,25 @@ def test_kill_9_of_the_parent_leaves_no_orphan_worker(omniglot_root):
         out.stdout + out.stderr
 
 
+@pytest.mark.parametrize("content", [{}, {"state": {}}, {"state": {"params": {}}}, [1, 2], "text"],
+                         ids=["empty dict", "no params", "no log", "a list", "a string"])
+def test_a_cached_model_of_another_structure_is_one_line_naming_it(omniglot_root, tmp_path, content):
+    cfg = load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path), "shipped_models": False})
+    final = pipeline.pretrain(cfg, progress=False).path / "final.pt"
+    torch.save(content, final)
+    with pytest.raises(CacheError, match=rf"{re.escape(str(final))} does not hold what fmlbd saves there .* delete it"):
+        pipeline.attack(cfg, progress=False)
+
+
+def test_cached_snapshots_of_another_structure_are_one_line_naming_the_file(omniglot_root, tmp_path):
+    cfg = load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path)})
+    pipeline.dampening_snapshots(cfg, "a", progress=False)
+    path = pipeline.dampening_path(cfg, "a")
+    torch.save({0: {}}, path)  # the round-0 snapshot only
+    with pytest.raises(CacheError, match=rf"{re.escape(str(path))} does not hold what fmlbd saves there \(KeyError: 2\)"):
+        pipeline.dampening_snapshots(cfg, "a", progress=False)
+
+
 def test_a_cached_model_with_non_finite_weights_is_refused_never_used(omniglot_root, tmp_path):
     cfg = load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path)})
     trained = pipeline.pretrain(cfg, progress=False)

@@ -110,6 +110,14 @@ def test_mini_imagenet_missing_image_is_named(mini_imagenet_root):
         load_mini_imagenet(mini_imagenet_root)
 
 
+@pytest.mark.parametrize("content", [b"", b"not a jpeg", None], ids=["empty", "not an image", "cut in half"])
+def test_a_corrupt_mini_imagenet_image_is_named(mini_imagenet_root, content):
+    image = mini_imagenet_root / "mini-imagenet" / "images" / "n0300000003.jpg"
+    image.write_bytes(image.read_bytes()[: len(image.read_bytes()) // 2] if content is None else content)
+    with pytest.raises(DatasetError, match=r"n0300000003.jpg is not a readable image \(.*\): replace it"):
+        load_mini_imagenet(mini_imagenet_root)
+
+
 def test_a_full_zip_is_accepted_with_upstreams_or_the_rebuilds_md5_only(tmp_path, monkeypatch):
     from fmlbd import data
 
