@@ -195,9 +195,14 @@ def _cached(cache_files: list[Path], build) -> ClassPool:
         if cache_file.is_file():
             try:
                 saved = torch.load(cache_file, weights_only=True)
-                return ClassPool(images=saved["images"], names=tuple(saved["names"]), groups=tuple(saved["groups"]))
+                images = saved["images"]
+                if images.dtype != torch.uint8 or images.ndim != 5 or len(saved["names"]) != len(images):
+                    raise ValueError("not a [classes, images, channels, height, width] uint8 tensor per name")
+                if bool((images.flatten(2).amax(-1) == 0).any()):
+                    raise ValueError("it holds blank images")
+                return ClassPool(images=images, names=tuple(saved["names"]), groups=tuple(saved["groups"]))
             except Exception as err:
-                warnings.warn(f"{cache_file} is unreadable ({type(err).__name__}); decoding the images again")
+                warnings.warn(f"{cache_file} is unreadable ({type(err).__name__}: {err}); decoding the images again")
     pool = build()
     for cache_file in cache_files:
         try:

@@ -29,6 +29,15 @@ def test_decoded_cache_is_reused(omniglot_root):
     assert torch.equal(first.images, second.images) and first.names == second.names
 
 
+def test_a_decoded_cache_of_blank_images_is_decoded_again_with_a_warning(omniglot_root):
+    real = load_omniglot(omniglot_root, "minimal", 28)
+    cache = omniglot_root / "omniglot" / "processed" / "minimal-28px.pt"
+    torch.save({"images": torch.zeros_like(real.images), "names": list(real.names), "groups": list(real.groups)}, cache)
+    with pytest.warns(UserWarning, match=r"minimal-28px.pt is unreadable \(ValueError: it holds blank images\)"):
+        again = load_omniglot(omniglot_root, "minimal", 28)
+    assert torch.equal(again.images, real.images)
+
+
 def test_md5_mismatch_is_an_error_naming_the_fix(tmp_path, omniglot_root):
     (tmp_path / "omniglot").mkdir()
     for name in ("images_background_small1.zip", "images_background_small2.zip"):
