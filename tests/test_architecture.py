@@ -125,7 +125,8 @@ def test_no_module_imports_from_a_higher_layer():
 def test_the_layer_check_finds_a_planted_upward_import(tmp_path, monkeypatch):
     package = tmp_path / "fmlbd"
     package.mkdir()
-    (package / "data.py").write_text((PACKAGE / "data.py").read_text() + "\n\ndef f():\n    from .pipeline import pretrain\n")
+    planted = "\n\ndef f():\n    from .pipeline import pretrain\n"  # an upward import inside a function
+    (package / "data.py").write_text((PACKAGE / "data.py").read_text() + planted)
     (package / "pipeline.py").write_text((PACKAGE / "pipeline.py").read_text())
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", package)
     monkeypatch.setattr(sys.modules[__name__], "MODULES", sorted(package.glob("*.py")))

@@ -1,13 +1,13 @@
 """Flower ServerApp: the protocol's buffered asynchronous server ("M of C").
 
 Every idle client gets the global model; replies are taken as they arrive (``Grid.pull_messages``
-polls), checked by :class:`fmlbd.flower.coordinator.Coordinator` (which refuses garbage and lies, and
-drops nodes that fail or fall silent) and fed to :class:`fmlbd.federated.Server`, which aggregates with the config's rule as soon
-as ``federation.buffer_size`` updates are in. The clients whose updates were aggregated get the new
-model; a late client's update, computed on an older version, counts in the next round with its
-staleness. The run pre-trains for ``federation.rounds`` rounds, then goes on until the adversary's
-poisoned update has been aggregated, and scores the global model at both points
-(:func:`fmlbd.evaluation.attack_metrics`).
+polls), checked by :class:`fmlbd.flower.coordinator.Coordinator` (which refuses garbage and lies,
+and drops nodes that fail or fall silent) and fed to :class:`fmlbd.federated.Server`, which
+aggregates with the config's rule as soon as ``federation.buffer_size`` updates are in. The clients
+whose updates were aggregated get the new model; a late client's update, computed on an older
+version, counts in the next round with its staleness. The run pre-trains for ``federation.rounds``
+rounds, then goes on until the adversary's poisoned update has been aggregated, and scores the
+global model at both points (:func:`fmlbd.evaluation.attack_metrics`).
 
 Run config (``flwr run`` / pyproject ``[tool.flwr.app.config]``): ``profile``, ``seed``, ``set``
 (space-separated ``KEY=VALUE`` overrides, as the CLI's ``--set``), ``data-root``, ``results-dir``,
