@@ -258,22 +258,29 @@ def dampening_path(cfg: ExperimentConfig, case: str) -> Path:
     return attack_path(cfg, case) / f"dampening-{cache_key(cfg, 'measure')}.pt"
 
 
+def _snapshot_rounds(ms) -> set[int]:
+    """Rounds after the attack whose global model :func:`dampening_snapshots` keeps: 0, every
+    ``curve_every``-th, and the last (``dampening_rounds``)."""
+    return {*range(0, ms.dampening_rounds + 1, ms.curve_every), ms.dampening_rounds}
+
+
 def dampening_snapshots(cfg: ExperimentConfig, case: str, progress: bool = True) -> dict[int, Params]:
     """Global models at rounds 0, ``measure.curve_every``, ... ``measure.dampening_rounds`` after the
     attack (round 0 = right after it), from benign federated training; cached."""
     ms = cfg.measure
     att = attack(cfg, case, progress)
     path = dampening_path(cfg, case)
+    kept = _snapshot_rounds(ms)
     if path.is_file():
         with cache_contents(path):
             saved = load_torch(path)
-            return {r: saved[r] for r in (*range(0, ms.dampening_rounds + 1, ms.curve_every), ms.dampening_rounds)}
+            return {r: saved[r] for r in sorted(kept)}
     snapshots = {0: att.after}
     with make_federation(cfg, att.trained.model, att.after, attack_clients(cfg, att.trained.scenario, 0)) as federation:
         federation.load_state_dict(att.state)
         for r in tqdm(range(1, ms.dampening_rounds + 1), desc=f"dampening case ({case})", disable=not progress):
             federation.step()
-            if r % ms.curve_every == 0 or r == ms.dampening_rounds:
+            if r in kept:
                 _check_finite(cfg, federation.params, att.round + r)
                 snapshots[r] = {k: v.clone() for k, v in federation.params.items()}
     atomic_torch_save(snapshots, path)

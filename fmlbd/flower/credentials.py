@@ -46,8 +46,8 @@ def check_host(host: str) -> str:
     return host
 
 
-def _write_private(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to a new file ``path`` created with ``mode`` (no moment with wider permissions)."""
+def _create(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path``, a file created anew with ``mode`` (no moment with wider permissions)."""
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
     with os.fdopen(fd, "wb") as f:
@@ -111,7 +111,7 @@ def make_credentials(out: Path, hosts: list[str], nodes: int, force: bool = Fals
     paths = {}
     for name, data in files.items():
         path = out / name
-        _write_private(path, data, 0o644 if name.endswith((".crt", ".pub")) else 0o600)
+        _create(path, data, 0o644 if name.endswith((".crt", ".pub")) else 0o600)
         paths[name] = path
     return paths
 

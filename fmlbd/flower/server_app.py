@@ -26,6 +26,7 @@ from flwr.app import Context, Message
 from flwr.serverapp import Grid, ServerApp
 
 from ..builders import aggregation_rule, build_model, build_scenario, initial_params, native_attention
+from ..checks import number
 from ..config import ExperimentConfig, load_config, parse_overrides
 from ..evaluation import attack_metrics, main_task_accuracies
 from ..federated import RoundRecord, Server
@@ -184,8 +185,8 @@ def save_run(cfg: ExperimentConfig, run: Run, table: pd.DataFrame) -> Path:
 def positive(run_config: dict, key: str, default: float) -> float:
     """Run config ``key`` as a positive finite number (``default`` when absent)."""
     value = run_config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-        raise ValueError(f"run config {key}={value!r}: give a positive number, e.g. {key}={default:g}")
+    if problem := number()(value):
+        raise ValueError(f"run config {key}={value!r}: must be {problem}, e.g. {key}={default:g}")
     return float(value)
 
 
