@@ -9,19 +9,46 @@ Every rule here reads each client's whole update in the clear; its ``sees`` attr
 it computes from, and ``explain(updates, step)`` gives, per update, the number it decided on
 (named by ``explains``). That is the privacy cost that a local defense (:mod:`fmlbd.defense`) avoids.
 Rules with memory (a window of recent norms, a noise generator) keep it in ``state_dict()``, so a
-resumed federation aggregates as an uninterrupted one. :data:`AGGREGATIONS` names them all.
+resumed federation aggregates as an uninterrupted one. :data:`AGGREGATIONS` names them all; each
+rule's settings are declared in :mod:`fmlbd.rule_settings`, the registry the config reads.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
+from .rule_settings import RULES
+
 Step = tuple[torch.Tensor, torch.Tensor]
 
 
-class Mean:
+class AggregationRule(ABC):
+    """A server rule: ``rule(updates [n, D]) -> (step [D], weights [n])``; ``sees``: what it reads of
+    the updates; ``explain(updates, step) [n]``: the per-update number it decided on (named by
+    ``explains``); ``state_dict()``: its memory between rounds (none unless overridden)."""
+
+    sees: ClassVar[str]
+    explains: ClassVar[str]
+
+    @abstractmethod
+    def __call__(self, updates: torch.Tensor) -> Step:
+        """The round's step and each update's weight in it."""
+
+    @abstractmethod
+    def explain(self, updates: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """Per update, the number the rule decided on."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (nothing to restore by default)."""
+
+
+class Mean(AggregationRule):
     """The plain mean (the protocol's server)."""
 
     sees = "each update's values"
@@ -36,7 +63,7 @@ class Mean:
 
 
 @dataclass
-class NormClip:
+class NormClip(AggregationRule):
     """Each update scaled to an L2 norm of at most ``bound``, then the mean. ``bound=None``: the
     median norm of the last ``window`` updates received (this round's included), so the bound
     follows the benign updates' size."""
@@ -64,7 +91,7 @@ class NormClip:
         self.recent = list(state["recent"])
 
 
-class Median:
+class Median(AggregationRule):
     """Coordinate-wise median (the lower one for an even count); the weights report 1/n (no update is
     dropped as a whole)."""
 
@@ -81,7 +108,7 @@ class Median:
 
 
 @dataclass
-class TrimmedMean:
+class TrimmedMean(AggregationRule):
     """Coordinate-wise mean after dropping the ``trim`` largest and ``trim`` smallest values of each
     coordinate (needs more than ``2 * trim`` updates; with 3 updates and trim 1 it is the median)."""
 
@@ -101,7 +128,7 @@ class TrimmedMean:
 
 
 @dataclass
-class MultiKrum:
+class MultiKrum(AggregationRule):
     """Multi-Krum (Blanchard et al. 2017): each update scored by the summed squared distances to
     its ``n - byzantine - 2`` nearest other updates (at least 1), the ``keep`` best-scored ones
     averaged (``None``: ``n - byzantine``)."""
@@ -130,7 +157,7 @@ class MultiKrum:
 
 
 @dataclass
-class Flame:
+class Flame(AggregationRule):
     """In the spirit of FLAME (Nguyen et al. 2022), for a handful of updates: keep the majority of
     updates that are closest in direction (the ``n // 2 + 1`` whose median cosine distance to the
     others is smallest, ties kept), clip the kept ones to the median norm of all updates, average,
@@ -175,6 +202,38 @@ class Flame:
         self.generator.set_state(state["generator"])
 
 
-#: name -> rule class (built with its settings: ``AGGREGATIONS[name](**settings)``)
-AGGREGATIONS = {"mean": Mean, "norm_clip": NormClip, "median": Median, "trimmed_mean": TrimmedMean,
-                "multi_krum": MultiKrum, "flame": Flame}
+@dataclass
+class GeometricMedian(AggregationRule):
+    """The geometric median of the updates (RFA, Pillutla et al. 2022): the point with the least summed
+    L2 distance to them, by the smoothed Weiszfeld algorithm. From the mean, each step averages the
+    updates weighted by 1 / max(``smoothing``, distance to the current point), at most ``iterations``
+    steps, stopping once the summed distance improves by less than 1e-6 of itself. An update far from
+    the others (a boosted one) gets a small weight, never zero."""
+
+    sees: ClassVar[str] = "each update's distance to the others' median, each update's values"
+    explains: ClassVar[str] = "weight"
+
+    iterations: int = 10
+    smoothing: float = 1e-6
+
+    def explain(self, updates: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """Each update's Weiszfeld weight at ``step``: 1 / max(smoothing, distance), normalised to sum 1."""
+        inverse = 1 / (updates - step[None]).norm(dim=1).clamp_min(self.smoothing)
+        return inverse / inverse.sum()
+
+    def __call__(self, updates: torch.Tensor) -> Step:
+        weights = updates.new_full((len(updates),), 1.0 / len(updates))
+        point = weights @ updates
+        total = float((updates - point).norm(dim=1).sum())
+        for _ in range(self.iterations):
+            weights = self.explain(updates, point)
+            point = weights @ updates
+            before, total = total, float((updates - point).norm(dim=1).sum())
+            if before - total <= 1e-6 * total:
+                break
+        return point, weights
+
+
+#: name -> rule class, as :data:`fmlbd.rule_settings.RULES` names them (built with its settings:
+#: ``AGGREGATIONS[name](**fmlbd.rule_settings.arguments(cfg.federation, cfg.seed))``)
+AGGREGATIONS: dict[str, type[AggregationRule]] = {name: globals()[spec.cls] for name, spec in RULES.items()}

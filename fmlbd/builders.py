@@ -21,6 +21,7 @@ from .federated import Federation
 from .functional import Params, get_params, zero_head
 from .models import ConvNet
 from .parallel import workers_for
+from .rule_settings import arguments
 from .splits import Scenario, make_scenario
 from .streams import seed_model_init
 
@@ -109,12 +110,8 @@ def make_federation(cfg: ExperimentConfig, model, params: Params, clients, worke
 
 
 def aggregation_rule(cfg: ExperimentConfig):
-    """The server's aggregation rule of ``cfg.federation`` (:data:`fmlbd.aggregation.AGGREGATIONS`)."""
-    f = cfg.federation
-    settings = {"norm_clip": {"bound": f.clip_norm, "window": f.clip_window}, "trimmed_mean": {"trim": f.trim},
-                "multi_krum": {"byzantine": f.krum_byzantine},
-                "flame": {"noise": f.flame_noise, "seed": cfg.seed}}.get(f.aggregation, {})
-    return AGGREGATIONS[f.aggregation](**settings)
+    """The server's aggregation rule of ``cfg.federation`` with its settings (:mod:`fmlbd.rule_settings`)."""
+    return AGGREGATIONS[cfg.federation.aggregation](**arguments(cfg.federation, cfg.seed))
 
 
 def backdoor_key(cfg: ExperimentConfig) -> BackdoorKey:

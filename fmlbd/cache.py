@@ -3,7 +3,8 @@
 A cache key is a short hash of whole config sections (never of chosen fields) plus what the
 config does not hold (e.g. the class assignment, the cache folder of the model a result starts
 from). ``data.root`` is left out: where the data lives does not change it, so every command and
-notebook shares one cache. Keys cover configs and data, not code: after changing code that
+notebook shares one cache; so are the settings of the aggregation rules not in use
+(:func:`fmlbd.rule_settings.read_by_rule`): a rule added to the registry changes no key. Keys cover configs and data, not code: after changing code that
 alters numbers, delete ``<results_dir>/cache/``.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from .results import CacheError, load_table, save_table
+from .rule_settings import read_by_rule
 
 
 def key_of(parts: Any) -> str:
@@ -25,11 +27,14 @@ def key_of(parts: Any) -> str:
 
 
 def sections(cfg, *names: str) -> dict[str, Any]:
-    """The named config sections (or top-level fields, e.g. "seed") as plain dicts, ``data.root`` left out."""
+    """The named config sections (or top-level fields, e.g. "seed") as plain dicts, ``data.root`` and
+    the settings of the aggregation rules not in use left out."""
     d = cfg.to_dict()
     out = {n: d[n] for n in names}
     if "data" in out:
         out["data"] = {k: v for k, v in out["data"].items() if k != "root"}
+    if "federation" in out:
+        out["federation"] = read_by_rule(out["federation"])
     return out
 
 

@@ -67,8 +67,6 @@ KERNELS = ("softmax", "class_max", "topk")                  #: attention kernels
 ALGORITHMS = ("reptile", "fomaml", "matching")              #: meta-updates (fmlbd.meta.META_STEPS)
 OMNIGLOT_SOURCES = ("minimal", "full")                      #: Omniglot zip sets (fmlbd.data)
 CASES = ("a", "b", "c")                                     #: evaluation cases (PROTOCOL.md)
-#: server-side aggregation rules (fmlbd.aggregation.AGGREGATIONS)
-AGGREGATION_RULES = ("mean", "norm_clip", "median", "trimmed_mean", "multi_krum", "flame")
 
 #: upper bounds where a larger value makes a run impossible on any machine this project targets, or its
 #: result meaningless by construction (a learning rate that diverges, a temperature whose softmax overflows)
@@ -88,9 +86,7 @@ RULES: dict[str, Rule] = {
     "meta.meta_lr": number(hi=LR_MAX), "meta.local_iterations": count(1, STEPS_MAX), "meta.matching_temperature": number(*TEMPERATURE),
     "federation.clients": count(1, 10**4), "federation.buffer_size": count(1), "federation.server_lr": number(hi=LR_MAX),
     "federation.rounds": count(1, ROUNDS_MAX), "federation.delay_spread": number(strict=False, hi=1e6),
-    "federation.checkpoint_every": count(1, ROUNDS_MAX), "federation.aggregation": choice(*AGGREGATION_RULES),
-    "federation.clip_norm": optional(number()), "federation.clip_window": count(1, ROUNDS_MAX), "federation.trim": count(1),
-    "federation.krum_byzantine": count(0), "federation.flame_noise": number(strict=False, hi=100),
+    "federation.checkpoint_every": count(1, ROUNDS_MAX),
     "eval.ways": count(2), "eval.shots": count(1), "eval.queries": count(1), "eval.episodes": count(1, EPISODES_MAX),
     "eval.log_every": count(1, ROUNDS_MAX), "eval.log_episodes": count(1, EPISODES_MAX), "eval.finetune_steps": count(1, STEPS_MAX),
     "eval.finetune_lr": number(hi=LR_MAX),
@@ -119,12 +115,12 @@ RULES: dict[str, Rule] = {
 }
 
 
-def check_values(prefix: str, values: dict[str, Any]) -> str | None:
-    """The first broken rule among ``values`` (field -> value) of section ``prefix`` ("" = top level),
-    as a one-line message; None when all hold."""
+def check_values(prefix: str, values: dict[str, Any], rules: dict[str, Rule] = RULES) -> str | None:
+    """The first broken rule of ``rules`` (dotted key -> rule) among ``values`` (field -> value) of
+    section ``prefix`` ("" = top level), as a one-line message; None when all hold."""
     for name, value in values.items():
         key = f"{prefix}.{name}" if prefix else name
-        rule = RULES.get(key)
+        rule = rules.get(key)
         problem = rule(value) if rule else None
         if problem:
             return f"{key} must be {problem}, not {value!r}"
@@ -155,12 +151,6 @@ def check_experiment(cfg) -> str | None:
     if f.buffer_size > f.clients:
         return (f"federation.buffer_size={f.buffer_size} exceeds federation.clients={f.clients}: the server would "
                 f"wait forever; use 1..{f.clients}")
-    if f.krum_byzantine >= f.buffer_size:
-        return (f"federation.krum_byzantine={f.krum_byzantine} assumes every one of the {f.buffer_size} updates of a "
-                f"round (federation.buffer_size) malicious, leaving Multi-Krum none to keep: use 0..{f.buffer_size - 1}")
-    if f.aggregation == "trimmed_mean" and f.buffer_size <= 2 * f.trim:
-        return (f"federation.trim={f.trim} drops {2 * f.trim} of the {f.buffer_size} updates of a round "
-                f"(federation.buffer_size): use trim <= {(f.buffer_size - 1) // 2}")
     if a.target_label is not None and a.target_label >= min(m.ways, e.ways):
         return f"attack.target_label={a.target_label} must be a label of a {min(m.ways, e.ways)}-way episode (0..{min(m.ways, e.ways) - 1})"
     problem = key_problem(a.key_row, a.key_col, key_extent(a.key_pattern, a.key_size, a.key_gap), d.image_size,

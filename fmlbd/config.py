@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import typing
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Mapping, Optional
 
-from .checks import check_experiment, check_values
+from . import rule_settings
+from .checks import RULES, check_experiment, check_values
 from .errors import ConfigError
 
 
@@ -23,7 +22,8 @@ class _Section:
     prefix: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        problem = check_values(self.prefix, {f.name: getattr(self, f.name) for f in fields(self)})
+        problem = check_values(self.prefix, {f.name: getattr(self, f.name) for f in fields(self)},
+                               RULES | rule_settings.CHECKS)
         if problem:
             raise ConfigError(problem)
 
@@ -65,7 +65,7 @@ class MetaConfig(_Section):
 
 
 @dataclass(frozen=True)
-class FederationConfig(_Section):
+class _Federation(_Section):
     prefix: ClassVar[str] = "federation"
     clients: int = 4                            #: clients; client 0 is the adversary
     buffer_size: int = 3                        #: the server aggregates when this many updates arrived
@@ -73,12 +73,20 @@ class FederationConfig(_Section):
     rounds: int = 1500                          #: benign (pre-attack) aggregation rounds
     delay_spread: float = 0.5                   #: client time per update = 1 + Exp(delay_spread)
     checkpoint_every: int = 100                 #: rounds between training checkpoints
-    aggregation: str = "mean"                   #: server rule (fmlbd.aggregation); the next 5 are read by theirs
-    clip_norm: Optional[float] = None           #: norm_clip bound (None = median norm of recent updates)
-    clip_window: int = 30                       #: norm_clip: updates whose median norm is the bound
-    trim: int = 1                               #: trimmed_mean: updates dropped at each end, per coordinate
-    krum_byzantine: int = 1                     #: multi_krum: updates assumed malicious per round
-    flame_noise: float = 0.0                    #: flame: noise standard deviation, in units of the clip norm
+    aggregation: str = "mean"                   #: server rule (fmlbd.aggregation); its settings follow
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        problem = rule_settings.RULES[self.aggregation].fits(self)
+        if problem:
+            raise ConfigError(problem)
+
+
+#: the federation section: :class:`_Federation`'s fields, then every aggregation rule's settings
+#: (:data:`fmlbd.rule_settings.SETTINGS`: ``federation.clip_norm``, ``federation.trim``, ...)
+FederationConfig = dataclasses.make_dataclass(
+    "FederationConfig", [(s.field, s.type, field(default=s.default)) for s in rule_settings.SETTINGS],
+    bases=(_Federation,), frozen=True, namespace={"__module__": __name__, "__doc__": "The federation: clients, buffer, server rule and the rules' settings."})
 
 
 @dataclass(frozen=True)
@@ -182,12 +190,6 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def fingerprint(self, *sections: str) -> str:
-        """Short hash of the named sections (all if none), used to key caches."""
-        d = self.to_dict()
-        chosen = {k: d[k] for k in (sections or d)}
-        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:12]
 
 
 PROFILES: dict[str, ExperimentConfig] = {

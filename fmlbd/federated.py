@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 from torch import nn
 
-from .aggregation import Mean
+from .aggregation import AggregationRule, Mean
 from .functional import flatten, unflatten
 from .meta import Params
 from .parallel import Pool, one_thread
@@ -72,7 +72,8 @@ class Server:
     """Holds the global model; every ``buffer_size`` arrivals, applies ``server_lr`` times the step
     that ``aggregation`` makes of them (:mod:`fmlbd.aggregation`; default the plain mean)."""
 
-    def __init__(self, params: Params, buffer_size: int, server_lr: float, aggregation=None):
+    def __init__(self, params: Params, buffer_size: int, server_lr: float,
+                 aggregation: AggregationRule | None = None):
         if buffer_size < 1:
             raise ValueError("buffer_size must be >= 1")
         self.params = {k: v.clone() for k, v in params.items()}
@@ -117,7 +118,8 @@ class Federation:
     """
 
     def __init__(self, model: nn.Module, params: Params, clients: list[Client], buffer_size: int,
-                 server_lr: float, delay_spread: float, seed: int, workers: int = 1, aggregation=None):
+                 server_lr: float, delay_spread: float, seed: int, workers: int = 1,
+                 aggregation: AggregationRule | None = None):
         if buffer_size > len(clients):
             raise ValueError(f"buffer_size {buffer_size} exceeds the {len(clients)} clients: the server would wait forever")
         self.model = model
@@ -221,7 +223,7 @@ class Federation:
             "delay_rng": self.delay_rng.bit_generator.state,
             "client_rngs": [r.bit_generator.state for r in self.client_rngs],
             "clients": [getattr(c, "state_dict", dict)() for c in self.clients],
-            "aggregation": getattr(self.server.aggregation, "state_dict", dict)(),
+            "aggregation": self.server.aggregation.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -239,7 +241,7 @@ class Federation:
         for client, s in zip(self.clients, state["clients"]):
             if hasattr(client, "load_state_dict"):
                 client.load_state_dict(s)
-        if state.get("aggregation") and hasattr(self.server.aggregation, "load_state_dict"):
+        if state.get("aggregation"):
             self.server.aggregation.load_state_dict(state["aggregation"])
 
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from fmlbd.aggregation import AGGREGATIONS, Flame, Mean, Median, MultiKrum, NormClip, TrimmedMean
+from fmlbd.aggregation import (AGGREGATIONS, AggregationRule, Flame, GeometricMedian, Mean, Median, MultiKrum,
+                               NormClip, TrimmedMean)
 from fmlbd.functional import flatten, unflatten
 from fmlbd.federated import Federation
 
@@ -94,10 +95,53 @@ def test_a_federation_aggregating_with_any_rule_resumes_to_the_same_model(name):
     assert all(len(r.weights) == 3 for r in records)
 
 
-def test_the_registry_and_the_config_rules_name_the_same_aggregations():
-    from fmlbd.checks import AGGREGATION_RULES
+def test_every_rule_is_registered_once_behind_the_base_class():
+    assert all(issubclass(cls, AggregationRule) for cls in AGGREGATIONS.values())
+    assert sorted(c.__name__ for c in AggregationRule.__subclasses__()) == sorted(c.__name__ for c in AGGREGATIONS.values())
+    with pytest.raises(TypeError, match="abstract"):
+        type("NoExplain", (AggregationRule,), {"__call__": lambda self, u: (u.mean(0), None)})()
 
-    assert tuple(AGGREGATIONS) == AGGREGATION_RULES
+
+def test_the_geometric_median_is_the_point_of_least_summed_distance():
+    torch.manual_seed(2)
+    updates = torch.randn(5, 3, dtype=torch.float64)
+    step, weights = GeometricMedian(iterations=1000)(updates)
+    assert torch.allclose(weights @ updates, step) and weights.sum().item() == pytest.approx(1.0)
+
+    def summed(point):
+        return float((updates - point).norm(dim=1).sum())
+    for direction in torch.eye(3, dtype=torch.float64):  # no move of 0.01 lowers the summed distance
+        assert summed(step) <= min(summed(step + 1e-2 * direction), summed(step - 1e-2 * direction))
+    assert summed(step) < summed(updates.mean(0)) and summed(step) < summed(updates.median(0).values)
+    # collinear points: the geometric median of an odd count is the middle one
+    line = torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]], dtype=torch.float64)
+    assert torch.allclose(GeometricMedian(iterations=1000)(line)[0], line[1], atol=1e-4)
+
+
+def test_the_geometric_median_barely_moves_for_a_boosted_update():
+    updates = benign_and_boosted(boost=10.0)
+    rule = GeometricMedian()
+    step, weights = rule(updates)
+    benign = GeometricMedian()(updates[:3])[0]
+    far = GeometricMedian()(benign_and_boosted(boost=1000.0))[0]
+    assert weights.argmin() == 3 and 0 < weights[3] < weights[:3].min() / 3
+    assert (step - benign).norm() < updates[3].norm() / 10
+    assert (far - step).norm() < (step - benign).norm()  # 100 times the boost: the median hardly moves
+    assert torch.allclose(rule.explain(updates, step), weights, atol=0.01)  # the weights one step on
+    assert GeometricMedian(iterations=0)(updates)[0].allclose(updates.mean(0))  # no iteration: the mean
+
+
+def test_a_settings_change_of_a_rule_not_in_use_keeps_every_cache_key():
+    from fmlbd.cache import cache_key
+    from fmlbd.config import load_config
+
+    base = load_config("quick")
+    assert cache_key(base, "federation") == cache_key(load_config("quick", {"federation.flame_noise": 0.5,
+                                                                             "federation.geomed_iterations": 3}), "federation")
+    krum = load_config("quick", {"federation.aggregation": "multi_krum"})
+    assert cache_key(krum, "federation") != cache_key(load_config("quick", {"federation.aggregation": "multi_krum",
+                                                                            "federation.krum_byzantine": 0}), "federation")
+    assert cache_key(krum, "federation") != cache_key(base, "federation")
 
 
 def test_the_config_builds_the_rule_it_names_and_rejects_a_trim_too_large():
@@ -109,3 +153,8 @@ def test_the_config_builds_the_rule_it_names_and_rejects_a_trim_too_large():
     assert isinstance(aggregation_rule(load_config("quick")), Mean)
     with pytest.raises(ConfigError, match="federation.trim=2 drops 4 of the 3 updates"):
         load_config("quick", {"federation.aggregation": "trimmed_mean", "federation.trim": 2})
+    assert load_config("quick", {"federation.trim": 2}).federation.trim == 2  # read only by the trimmed mean
+    assert load_config("quick", {"federation.buffer_size": 1}).federation.buffer_size == 1  # Multi-Krum not in use
+    rule = aggregation_rule(load_config("quick", {"federation.aggregation": "geometric_median",
+                                                  "federation.geomed_iterations": 3}))
+    assert rule == GeometricMedian(iterations=3, smoothing=1e-6)

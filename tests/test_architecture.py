@@ -82,7 +82,8 @@ def test_the_cycle_check_finds_a_function_local_cycle(tmp_path, monkeypatch):
 #: module imports only modules of its own layer or a lower one, at the top or inside a function
 LAYERS: dict[str, set[str]] = {
     "helpers": {"fmlbd", "fmlbd.errors", "fmlbd.checks", "fmlbd.functional", "fmlbd.streams", "fmlbd.results",
-                "fmlbd.cache", "fmlbd.parallel", "fmlbd.answers", "fmlbd.hygiene", "fmlbd.series"},
+                "fmlbd.cache", "fmlbd.parallel", "fmlbd.answers", "fmlbd.hygiene", "fmlbd.series",
+                "fmlbd.rule_settings"},
     "config": {"fmlbd.config"},
     "data": {"fmlbd.data", "fmlbd.paths", "fmlbd.episodes", "fmlbd.splits", "fmlbd.backdoor"},
     "local training": {"fmlbd.models", "fmlbd.attention", "fmlbd.matching", "fmlbd.meta", "fmlbd.defense",
