@@ -135,13 +135,17 @@ def poisoned_sampler(cfg: ExperimentConfig, scenario: Scenario):
                                         a.poison_per_episode, sets, rng, a.target_label, a.poison_support)
 
 
+def boost(cfg: ExperimentConfig) -> float:
+    """The adversary's update multiplier: ``attack.boost``, or the buffer size when unset (the protocol's)."""
+    return cfg.attack.boost if cfg.attack.boost is not None else float(cfg.federation.buffer_size)
+
+
 def attack_clients(cfg: ExperimentConfig, scenario: Scenario, attack_version: int) -> list:
     """Benign clients with client 0 replaced by the adversary of ``cfg.attack`` (the protocol's: one
     boosted poisoned update; see :class:`~fmlbd.clients.MaliciousClient` for the adaptive ones)."""
     a = cfg.attack
     clients = benign_clients(cfg, scenario)
-    boost = a.boost if a.boost is not None else float(cfg.federation.buffer_size)
-    clients[0] = MaliciousClient(clients[0], poisoned_sampler(cfg, scenario), cfg.meta, a.attack_iterations, boost,
+    clients[0] = MaliciousClient(clients[0], poisoned_sampler(cfg, scenario), cfg.meta, a.attack_iterations, boost(cfg),
                                  attack_version, a.after_attack, a.poison_rounds, a.norm_cap, a.disguise_z,
                                  a.benign_samples)
     return clients

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from .labels import CASES
+
 Rule = Callable[[Any], "str | None"]
 
 
@@ -66,7 +68,6 @@ def tuple_of(rule: Rule, nonempty: bool = True) -> Rule:
 KERNELS = ("softmax", "class_max", "topk")                  #: attention kernels (fmlbd.attention)
 ALGORITHMS = ("reptile", "fomaml", "matching")              #: meta-updates (fmlbd.meta.META_STEPS)
 OMNIGLOT_SOURCES = ("minimal", "full")                      #: Omniglot zip sets (fmlbd.data)
-CASES = ("a", "b", "c")                                     #: evaluation cases (PROTOCOL.md)
 
 #: upper bounds where a larger value makes a run impossible on any machine this project targets, or its
 #: result meaningless by construction (a learning rate that diverges, a temperature whose softmax overflows)

@@ -17,11 +17,11 @@ from .cache import key_of, sections
 from .config import ExperimentConfig, with_overrides
 from .defense import MatchingNetworkDefense
 from .functional import Params, zero_head
-from .metrics import (BACKDOOR_METRICS, backdoor_episodes, backdoor_scores, episode_accuracies, evaluation_episodes,
+from .labels import BACKDOOR_METRICS, METRICS
+from .metrics import (backdoor_episodes, backdoor_scores, episode_accuracies, evaluation_episodes,
                       finetuned_classifier, mean_ci95)
 from .splits import Scenario
 
-METRICS = ("main_task_acc",) + BACKDOOR_METRICS
 
 
 def adapter(cfg: ExperimentConfig, model, params: Params, attention: Attention | None = None):

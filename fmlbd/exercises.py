@@ -17,6 +17,7 @@ import torch
 from .answers import UNANSWERED, Verdict, WrongForm, answered, choice, integer, integers, number, yes_no
 from .answers import verdict as _verdict
 from .backdoor import BackdoorKey
+from .labels import NO_ATTACK, RIGHT_AFTER
 from .splits import Scenario
 
 
@@ -257,8 +258,8 @@ def updates_for_trimmed_mean_to_differ(answer: int | None, dimensions: int = 100
 
 def _excess(table: pd.DataFrame, case: str, rule: str, attack: str) -> float:
     s = table[(table["case"] == case) & (table["rule"] == rule) & (table["metric"] == "backdoor_train_acc")]
-    after = s[(s["attack"] == attack) & (s["phase"] == "right after")]["value"].mean()
-    return float(after - s[s["phase"] == "no attack"]["value"].mean())
+    after = s[(s["attack"] == attack) & (s["phase"] == RIGHT_AFTER)]["value"].mean()
+    return float(after - s[s["phase"] == NO_ATTACK]["value"].mean())
 
 
 @answered

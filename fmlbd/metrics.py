@@ -18,6 +18,7 @@ from torch import nn
 from .data import ClassPool
 from .episodes import Episode, sample_episode
 from .functional import Params, predict
+from .labels import BACKDOOR_METRICS
 from .meta import finetune
 from .parallel import pmap
 from .streams import stream
@@ -77,8 +78,6 @@ def episode_accuracies(adapt: Callable[[Episode], Callable], episodes: Sequence[
 #     images not in its support set, are scored. Chance level is about 1/N.
 # meta-testing accuracy
 #     Accuracy on the benign query images of those same episodes.
-
-BACKDOOR_METRICS = ("meta_test_acc", "backdoor_train_acc", "backdoor_val_acc")
 
 
 def backdoor_episodes(pool: ClassPool, test_classes: Sequence[int], target: int, backdoor: Sequence[int], case: str,

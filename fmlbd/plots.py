@@ -9,6 +9,8 @@ from matplotlib.ticker import FuncFormatter
 import torch
 import pandas as pd
 
+from .labels import NO_ATTACK
+
 LABELS = {
     "main_task_acc": "Main task acc",
     "meta_test_acc": "Meta-testing acc",
@@ -159,7 +161,7 @@ def rule_attack_bars(table: pd.DataFrame, title: str, path=None, metric: str = "
     sub = table[table["metric"] == metric]
     cases, rules = list(dict.fromkeys(sub["case"])), list(dict.fromkeys(sub["rule"]))
     attacks = [a for a in dict.fromkeys(sub["attack"]) if a != "none"]
-    phases = [p for p in dict.fromkeys(sub["phase"]) if p != "no attack"]
+    phases = [p for p in dict.fromkeys(sub["phase"]) if p != NO_ATTACK]
     stats = sub.groupby(["case", "rule", "attack", "phase"])["value"].agg(["mean", "min", "max"])
     fig, axes = plt.subplots(len(cases), len(phases), figsize=(5.2 * len(phases), 3.2 * len(cases)), sharey=True,
                              squeeze=False)
@@ -177,10 +179,10 @@ def rule_attack_bars(table: pd.DataFrame, title: str, path=None, metric: str = "
                 ax.bar(xs, mean, width, yerr=err, capsize=2, label=name, color=plt.cm.tab10(j), edgecolor="black",
                        linewidth=0.5)
             for i, r in enumerate(rules):
-                if (case, r, "none", "no attack") in stats.index:
-                    level = stats.loc[(case, r, "none", "no attack")]["mean"]
+                if (case, r, "none", NO_ATTACK) in stats.index:
+                    level = stats.loc[(case, r, "none", NO_ATTACK)]["mean"]
                     ax.hlines(level, i - 0.45, i + 0.45, color="black", linewidth=1.5,
-                              label="no attack" if i == 0 else None)
+                              label=NO_ATTACK if i == 0 else None)
             ax.set_xticks(range(len(rules)))
             ax.set_xticklabels([r.replace("_", " ") for r in rules], fontsize=8)
             ax.set_ylim(0, 1.05)

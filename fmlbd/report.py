@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .labels import NO_ATTACK, RIGHT_AFTER
 from .results import first_below
 
 CASE_ORDER = ("a", "b", "c")
@@ -224,7 +225,7 @@ def rule_adaptive(table: pd.DataFrame) -> str:
     from .experiments.server import spread
 
     s = spread(table)
-    end = [p for p in dict.fromkeys(table["phase"]) if p not in ("no attack", "right after")][0]
+    end = [p for p in dict.fromkeys(table["phase"]) if p not in (NO_ATTACK, RIGHT_AFTER)][0]
     cases = [c for c in CASE_ORDER if c in set(table["case"])]
     pairs = [(a, r) for a, r in dict.fromkeys(zip(table["attack"], table["rule"])) if a != "none"]
     bd = "backdoor_train_acc"
@@ -232,8 +233,8 @@ def rule_adaptive(table: pd.DataFrame) -> str:
     for attack, rule in pairs:
         cells = []
         for c in cases:
-            level = s.loc[(c, rule, "none", "no attack", bd), "mean"]
-            now = s.loc[(c, rule, attack, "right after", bd)]
+            level = s.loc[(c, rule, "none", NO_ATTACK, bd), "mean"]
+            now = s.loc[(c, rule, attack, RIGHT_AFTER, bd)]
             later = s.loc[(c, rule, attack, end, bd), "mean"] - level
             cells += [f"{now['mean'] - level:+.2f} ({now['min'] - level:+.2f} to {now['max'] - level:+.2f})",
                       f"{later:+.2f}"]

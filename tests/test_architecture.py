@@ -83,7 +83,7 @@ def test_the_cycle_check_finds_a_function_local_cycle(tmp_path, monkeypatch):
 LAYERS: dict[str, set[str]] = {
     "helpers": {"fmlbd", "fmlbd.errors", "fmlbd.checks", "fmlbd.functional", "fmlbd.streams", "fmlbd.results",
                 "fmlbd.cache", "fmlbd.parallel", "fmlbd.answers", "fmlbd.hygiene", "fmlbd.series",
-                "fmlbd.rule_settings"},
+                "fmlbd.rule_settings", "fmlbd.labels"},
     "config": {"fmlbd.config"},
     "data": {"fmlbd.data", "fmlbd.paths", "fmlbd.episodes", "fmlbd.splits", "fmlbd.backdoor"},
     "local training": {"fmlbd.models", "fmlbd.attention", "fmlbd.matching", "fmlbd.meta", "fmlbd.defense",

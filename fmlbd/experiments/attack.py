@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pandas as pd
 
-from .. import pipeline, plots
+from .. import builders, pipeline, plots
 from ..attention import Attention
 from ..evaluation import METRICS, attention_key, attack_metrics, metric_rows
 from ..splits import CASES
@@ -72,7 +72,7 @@ def boost_effect(cfg, cases=("a", "b"), progress: bool = True) -> pd.DataFrame:
     default: the buffer size) and not boosted (1): how much of the backdoor the boost plants.
     Tidy rows: case, boost, attack_round, metric, value."""
     runs = ((1.0, replace(cfg, attack=replace(cfg.attack, boost=1.0))),
-            (cfg.attack.boost or float(cfg.federation.buffer_size), cfg))
+            (builders.boost(cfg), cfg))
     tables = [one_shot_attack(c, cases, progress, phases=("after",)).drop(columns="phase").assign(boost=boost)
               for boost, c in runs]
     return pd.concat(tables, ignore_index=True)[["case", "boost", "attack_round", "metric", "value"]]

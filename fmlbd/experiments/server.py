@@ -8,6 +8,7 @@ import pandas as pd
 from .. import plots
 from ..aggregation import AGGREGATIONS
 from ..cache import cached_table, sections
+from ..labels import NO_ATTACK, RIGHT_AFTER
 from ..config import ExperimentConfig, with_overrides
 from ..evaluation import attack_metrics, main_task_accuracies, metric_rows
 from ..metrics import BACKDOOR_MARGIN, mean_ci95
@@ -83,7 +84,7 @@ def server_rules(cfg, cases=("a", "b"), progress: bool = True, pairs: dict | Non
             def no_attack():
                 m = attack_metrics(cfg, trained.model, trained.params, trained.scenario, case,
                                    cfg.measure.curve_episodes, main_task=cfg.measure.rule_main_task)
-                return pd.DataFrame(metric_rows(case, "phase", "no attack", m)).assign(rule=rule, attack="none",
+                return pd.DataFrame(metric_rows(case, "phase", NO_ATTACK, m)).assign(rule=rule, attack="none",
                                                                                        draw=0)
             tables.append(cached_table(cfg, "rule-no-attack", key | {"model": trained.path.name, "case": case},
                                        no_attack))
@@ -93,7 +94,7 @@ def server_rules(cfg, cases=("a", "b"), progress: bool = True, pairs: dict | Non
             def after(att=att, c=c, rule=rule, name=name, draw=draw):
                 snapshots = dampening_snapshots(c, case, progress=False)
                 rows = []
-                for phase, params in (("right after", snapshots[0]), (end, snapshots[c.measure.dampening_rounds])):
+                for phase, params in ((RIGHT_AFTER, snapshots[0]), (end, snapshots[c.measure.dampening_rounds])):
                     m = attack_metrics(c, att.trained.model, params, att.trained.scenario, case,
                                        c.measure.curve_episodes, main_task=c.measure.rule_main_task)
                     rows += metric_rows(case, "phase", phase, m)
@@ -145,8 +146,8 @@ def stopping_rules(table: pd.DataFrame, cost: pd.DataFrame, attack_name: str = "
     main = cost[cost["metric"] == "main_task_acc"].set_index(["case", "rule"])["value"]
     rows = []
     for case, rule in dict.fromkeys(zip(table["case"], table["rule"])):
-        excess = (s[case, rule, attack_name, "right after", "backdoor_train_acc"]
-                  - s[case, rule, "none", "no attack", "backdoor_train_acc"])
+        excess = (s[case, rule, attack_name, RIGHT_AFTER, "backdoor_train_acc"]
+                  - s[case, rule, "none", NO_ATTACK, "backdoor_train_acc"])
         gap = main[case, rule] - main[case, "mean"]
         rows.append({"case": case, "rule": rule, "backdoor_excess": excess, "main_task_gap": gap,
                      "stops": bool(excess <= BACKDOOR_MARGIN and gap >= -MAIN_TASK_MARGIN)})
@@ -173,10 +174,10 @@ def overview(table: pd.DataFrame, cost: pd.DataFrame, comparison: pd.DataFrame, 
     rows = []
     for case in dict.fromkeys(table["case"]):
         for rule in dict.fromkeys(table["rule"]):
-            level = s.loc[(case, rule, "none", "no attack", bd), "mean"]
-            protocol = s.loc[(case, rule, "boosted", "right after", bd)]
-            adaptive_excess = {a: s.loc[(case, rule, a, "right after", bd), "mean"] - level for a in attacks
-                               if (case, rule, a, "right after", bd) in s.index}
+            level = s.loc[(case, rule, "none", NO_ATTACK, bd), "mean"]
+            protocol = s.loc[(case, rule, "boosted", RIGHT_AFTER, bd)]
+            adaptive_excess = {a: s.loc[(case, rule, a, RIGHT_AFTER, bd), "mean"] - level for a in attacks
+                               if (case, rule, a, RIGHT_AFTER, bd) in s.index}
             best = max(adaptive_excess, key=adaptive_excess.get) if adaptive_excess else ""
             rows.append({"defense": rule.replace("_", " "), "case": case, "runs at": "server",
                          "sees": AGGREGATIONS[rule].sees, "protocol attack": protocol["mean"] - level,
