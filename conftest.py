@@ -22,6 +22,7 @@ def pytest_runtest_call(item):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "after_notebooks: runs after the notebooks, whose results cache it reads")
+    config.addinivalue_line("markers", "slow: takes 20 s or more on 2 cores; -m 'not slow' leaves them out")
 
 
 def pytest_collection_modifyitems(items):

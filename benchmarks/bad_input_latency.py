@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.test_bad_input import CLI_PROBES  # noqa: E402
+from tests.cli_probes import CLI_PROBES  # noqa: E402
 
 if __name__ == "__main__":
     data = sys.argv[1] if len(sys.argv) > 1 else "data"

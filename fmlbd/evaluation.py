@@ -17,7 +17,7 @@ from .cache import key_of, sections
 from .config import ExperimentConfig, with_overrides
 from .defense import MatchingNetworkDefense
 from .functional import Params, zero_head
-from .labels import BACKDOOR_METRICS, METRICS
+from .labels import METRICS
 from .metrics import (backdoor_episodes, backdoor_scores, episode_accuracies, evaluation_episodes,
                       finetuned_classifier, mean_ci95)
 from .splits import Scenario

@@ -140,3 +140,23 @@ def test_choices_are_defined_once():
     assert tuple(data.OMNIGLOT_SOURCES) == checks.OMNIGLOT_SOURCES and splits.CASES == checks.CASES
     assert all(e.command in ("attack", "defend") for e in registry.EXPERIMENTS.values())
     assert all(set(e.cases) <= set(checks.CASES) for e in registry.EXPERIMENTS.values())
+
+
+def imported_test_modules(paths) -> list[str]:
+    """``file imports tests.test_x`` for every file of ``paths`` that imports a test module."""
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.name} imports {n}" for n in names if n.split(".")[-1].startswith("test_")]
+    return found
+
+
+def test_no_test_module_is_imported_by_another_or_by_a_benchmark(tmp_path):
+    root = PACKAGE.parent
+    paths = [*(root / "tests").glob("*.py"), *(root / "benchmarks").glob("*.py"), *(root / "scripts").glob("*.py")]
+    assert imported_test_modules(paths) == []  # shared helpers live in tests/helpers.py and tests/conftest.py
+    planted = tmp_path / "bench.py"
+    planted.write_text("from tests.test_bad_input import CLI_PROBES\n")
+    assert imported_test_modules([planted]) == ["bench.py imports tests.test_bad_input"]

@@ -8,7 +8,7 @@ from fmlbd.backdoor import BackdoorKey, make_attack_sets, poisoned_episode
 from fmlbd.clients import BenignClient, MaliciousClient
 from fmlbd.episodes import sample_episode
 from fmlbd.metrics import score_backdoor_episode, scored_rows
-from tests.test_episodes import toy_pool
+from tests.helpers import toy_pool
 
 
 def test_dots_key_changes_exactly_the_configured_pixels():

@@ -16,8 +16,7 @@ from fmlbd.matching import matching_loss
 from fmlbd.federated import Update
 from fmlbd.functional import get_params
 from fmlbd.models import ConvNet
-from tests.test_experiments import smoke
-from tests.test_meta import toy_episode
+from tests.helpers import smoke, toy_episode
 
 
 def test_kernels_give_class_probabilities():
@@ -133,6 +132,7 @@ def test_defense_experiments_produce_tidy_tables(omniglot_root, tmp_path):
     assert list(cost["method"]) == ["fine-tuning", "matching network"] and (cost["seconds_per_episode"] > 0).all()
 
 
+@pytest.mark.slow
 def test_defend_command_writes_every_table(omniglot_root, tmp_path, capsys):
     from fmlbd.cli import main
 

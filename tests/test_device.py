@@ -7,12 +7,8 @@ import torch
 
 from fmlbd import pipeline
 from fmlbd.builders import check_device
-from fmlbd.config import load_config
 from fmlbd.errors import ConfigError
-
-
-def smoke(omniglot_root, tmp_path, **overrides):
-    return load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path), **overrides})
+from tests.helpers import smoke
 
 
 def test_a_device_is_refused_exactly_when_this_machine_cannot_use_it():

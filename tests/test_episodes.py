@@ -4,13 +4,7 @@ import torch
 
 from fmlbd.data import ClassPool, DatasetError
 from fmlbd.episodes import add_rotations, partition, rotation_family, sample_episode
-
-
-def toy_pool(classes=12, per_class=8, size=6) -> ClassPool:
-    """Image (c, i) is filled with the value c*per_class + i, so pixels identify their source."""
-    values = torch.arange(classes * per_class, dtype=torch.uint8).view(classes, per_class, 1, 1, 1)
-    images = values.expand(classes, per_class, 1, size, size).contiguous()
-    return ClassPool(images, tuple(f"c{i}" for i in range(classes)), tuple("g" for _ in range(classes)))
+from tests.helpers import toy_pool
 
 
 def test_episode_invariants():

@@ -5,14 +5,11 @@ import torch
 
 from fmlbd import evaluation, metrics, pipeline, registry, workers
 from fmlbd.experiments import attack as attacks, persistence
-from fmlbd.config import ConfigError, load_config, with_overrides
+from fmlbd.config import ConfigError, with_overrides
 from fmlbd.evaluation import METRICS
 from fmlbd.federated import Federation
 from fmlbd.results import load_torch
-
-
-def smoke(omniglot_root, tmp_path, **overrides):
-    return load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path), **overrides})
+from tests.helpers import smoke
 
 
 def test_pretrain_is_cached(omniglot_root, tmp_path):
@@ -230,6 +227,7 @@ def test_a_spread_attack_poisons_consecutive_updates_and_ends_after_the_last(omn
     assert all(torch.equal(one.before[k], spread.before[k]) for k in one.before)  # same model before the first
 
 
+@pytest.mark.slow
 def test_server_rules_table_and_which_rules_stop_the_attack(omniglot_root, tmp_path):
     from fmlbd.experiments import server
 

@@ -2,13 +2,14 @@
 import pytest
 import torch
 
-from fmlbd.config import load_config, with_overrides
+from fmlbd.config import with_overrides
+from tests import helpers
 from fmlbd.fingerprint import TRACE_RTOL, default_dtype, mismatches, reference_trace, trace_difference
 
 
 @pytest.fixture
 def smoke(omniglot_root, tmp_path):
-    return load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path)})
+    return helpers.smoke(omniglot_root, tmp_path)
 
 
 def test_the_same_code_gives_the_same_trace_and_other_training_another(smoke):

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from fmlbd import pipeline
-from fmlbd.config import load_config
 
 if os.environ.get("FMLBD_REQUIRE_FLOWER") != "1":
     pytest.importorskip("flwr", reason="the Flower extra is not installed: pip install -e '.[flower]'")
@@ -22,10 +21,7 @@ from fmlbd.flower import faulty_client  # noqa: E402
 from fmlbd.flower.credentials import make_credentials  # noqa: E402
 from fmlbd.flower.deployment import LocalDeployment  # noqa: E402
 from fmlbd.flower.simulation import simulate  # noqa: E402
-
-
-def smoke(omniglot_root, tmp_path, **overrides):
-    return load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path), **overrides})
+from tests.helpers import smoke
 
 
 def check_buffered_run(updates: pd.DataFrame, cfg) -> None:
@@ -41,6 +37,7 @@ def check_buffered_run(updates: pd.DataFrame, cfg) -> None:
     assert poisoned["norm"].item() > 0.5 * boost * benign["norm"].median()
 
 
+@pytest.mark.slow
 def test_simulation_engine_runs_the_buffered_federation(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path)
     run, table = simulate(cfg)
@@ -48,6 +45,7 @@ def test_simulation_engine_runs_the_buffered_federation(omniglot_root, tmp_path)
     assert set(table["phase"]) == {"pre-trained", "attacked"} and table["value"].between(0, 1).all()
 
 
+@pytest.mark.slow
 def test_simulation_engine_can_start_from_the_pretrained_model(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path)
     run, _ = simulate(cfg, pretrained=True)
@@ -56,6 +54,7 @@ def test_simulation_engine_can_start_from_the_pretrained_model(omniglot_root, tm
     assert run.records[0].round == cfg.federation.rounds + 1 and run.records[-1].poisoned
 
 
+@pytest.mark.slow
 def test_the_server_refuses_garbage_and_lies_and_the_run_goes_on(omniglot_root, tmp_path):
     """The last client commits every fault of faulty_client.FAULTS, one reply each; its crash repeats
     until the server drops it, and the other three go on."""
@@ -80,6 +79,7 @@ def test_the_server_refuses_garbage_and_lies_and_the_run_goes_on(omniglot_root, 
     assert table["value"].between(0, 1).all()
 
 
+@pytest.mark.slow
 def test_deployment_engine_with_tls_and_four_authenticated_supernodes_on_localhost(omniglot_root, tmp_path):
     """The classroom set-up: TLS, registered SuperNode keys, and the gate in front of the SuperLink, so a
     learner holding the class's ca.crt cannot submit a run; the instructor's run completes."""

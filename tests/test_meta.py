@@ -6,16 +6,7 @@ import torch
 from fmlbd.functional import call, fresh_buffers, get_params, predict, support_buffers
 from fmlbd.meta import inner_loop, meta_step
 from fmlbd.models import ConvNet
-from fmlbd.episodes import Episode
-
-
-def toy_episode(seed=0, ways=3, shots=4):
-    g = torch.Generator().manual_seed(seed)
-    prototypes = torch.rand(ways, 1, 28, 28, generator=g)
-    x = prototypes.repeat_interleave(shots, 0) + 0.05 * torch.randn(ways * shots, 1, 28, 28, generator=g)
-    y = torch.arange(ways).repeat_interleave(shots)
-    idx = np.zeros((ways, shots), int)
-    return Episode(x, y, x.clone(), y.clone(), tuple(range(ways)), idx, idx)
+from tests.helpers import toy_episode
 
 
 def meta_cfg(**kw):

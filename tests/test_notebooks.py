@@ -57,6 +57,7 @@ def test_notebook_dir_is_the_repos():
     assert NOTEBOOK_DIR.name == "notebooks" and (NOTEBOOK_DIR.parent / "fmlbd").is_dir()
 
 
+@pytest.mark.slow
 def test_reproduce_passes_overrides_to_the_notebooks(omniglot_root, tmp_path):
     """``reproduce --set k=v`` changes what the notebooks compute, and the summary records it."""
     from fmlbd.cli import main

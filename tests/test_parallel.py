@@ -7,11 +7,7 @@ import pytest
 import torch
 
 from fmlbd import builders, evaluation, parallel, pipeline
-from fmlbd.config import load_config
-
-
-def smoke(omniglot_root, tmp_path, **overrides):
-    return load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path), **overrides})
+from tests.helpers import smoke
 
 
 def test_pmap_keeps_order_runs_in_other_processes_and_uses_one_thread():
@@ -97,6 +93,7 @@ def test_metrics_side_by_side_equal_metrics_in_one_process(omniglot_root, tmp_pa
     assert scores[0] == scores[1]
 
 
+@pytest.mark.slow
 def test_attacks_and_dampening_cached_side_by_side_equal_the_in_process_ones(omniglot_root, tmp_path, monkeypatch):
     from fmlbd.experiments import attack as attacks, persistence
 

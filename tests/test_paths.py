@@ -1,6 +1,5 @@
 """Where notebooks find their data and results, the notebooks command, and setup's choice of torch build."""
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest

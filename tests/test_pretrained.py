@@ -44,6 +44,7 @@ def test_a_shipped_model_is_what_the_current_code_trains(shipped, omniglot_root,
                     f"run scripts/ship_pretrained.py"
 
 
+@pytest.mark.slow
 def test_benign_training_still_learns(omniglot_root, tmp_path):
     """The quick profile from scratch, 250 rounds: far above chance (1/5) already."""
     cfg = load_config("quick", {"data.root": str(omniglot_root), "results_dir": str(tmp_path),

@@ -14,6 +14,7 @@ from fmlbd.builders import build_scenario
 from fmlbd.config import load_config
 from fmlbd.errors import CacheError
 from fmlbd.results import load_torch
+from tests.helpers import smoke
 
 
 class Payload:
@@ -29,10 +30,6 @@ class Payload:
 def plant(path, marker):
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state": Payload(marker)}, path)
-
-
-def smoke(omniglot_root, tmp_path):
-    return load_config("smoke", {"data.root": str(omniglot_root), "results_dir": str(tmp_path / "results")})
 
 
 def refused(load, path, marker):
@@ -52,7 +49,7 @@ def test_the_payload_runs_code_when_loaded_the_unsafe_way(tmp_path):
 
 
 def test_crafted_cache_files_are_refused_at_every_stage(omniglot_root, tmp_path):
-    cfg = smoke(omniglot_root, tmp_path)
+    cfg = smoke(omniglot_root, tmp_path / "results")
     marker = tmp_path / "ran"
     path = pipeline.pretrain_path(cfg, build_scenario(cfg))
     for name in ("checkpoint.pt", "final.pt"):  # a resumed and a finished pre-training

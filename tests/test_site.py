@@ -85,6 +85,7 @@ def pages(root: Path) -> list[str]:
                   if p.name not in ("genindex.html", "search.html") and not p.relative_to(root).parts[0].startswith("_"))
 
 
+@pytest.mark.slow
 def test_the_site_builds_in_under_two_minutes_with_every_page(site):
     root, seconds = site
     assert seconds <= 120, seconds

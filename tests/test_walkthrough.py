@@ -5,7 +5,7 @@ import torch
 from fmlbd import pipeline, walkthrough
 from fmlbd.builders import build_scenario, default_attention
 from fmlbd.experiments.defense import defended_config
-from tests.test_experiments import smoke
+from tests.helpers import smoke
 
 
 def test_walkthrough_steps_replay_the_pipeline(omniglot_root, tmp_path):

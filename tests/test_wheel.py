@@ -26,6 +26,7 @@ def run(*args, env=None, cwd=None):
 
 
 @pytest.mark.after_notebooks
+@pytest.mark.slow
 def test_the_wheel_runs_notebooks_01_and_02_outside_a_checkout(tmp_path, omniglot_root):
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist", REPO,
         env=os.environ | {"PYTHONWARNINGS": "ignore"})
