@@ -79,7 +79,7 @@ PLANTS = {"one inner step more": _more_inner_steps, "other random streams": _oth
 
 
 def shipped(models: int) -> list[Path]:
-    return sorted(pipeline.SHIPPED.glob("pretrain-*.pt"))[:models]
+    return sorted(pipeline.SHIPPED.glob("*.pt"))[:models]
 
 
 def child(models: int, data: str, plant: str | None, float32: bool) -> None:

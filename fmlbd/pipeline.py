@@ -17,7 +17,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 from tqdm import tqdm
@@ -35,8 +35,9 @@ from .splits import Scenario
 from .streams import stream
 
 
-#: shipped pre-trained models: ``pretrain-<key>.pt`` with the federation state, log, config and the
-#: :func:`fmlbd.fingerprint.reference_trace` of the code that trained them
+#: shipped pre-trained models, named for what they are and then their cache key (:func:`shipped_name`),
+#: holding the federation state, log, config and the :func:`fmlbd.fingerprint.reference_trace` of the
+#: code that trained them
 SHIPPED = Path(__file__).parent / "pretrained"
 
 
@@ -68,10 +69,17 @@ def pretrain_path(cfg: ExperimentConfig, scenario: Scenario) -> Path:
     return cache_dir(cfg) / f"pretrain-{key}"
 
 
+def shipped_name(config: Mapping[str, Any], key: str) -> str:
+    """A shipped model's file name: what it is (profile, meta-update, server rule, case, seed of its saved
+    ``config``, a :meth:`~fmlbd.config.ExperimentConfig.to_dict`), then its cache ``key``."""
+    return (f"{config['profile']}-{config['meta']['algorithm']}-{config['federation']['aggregation']}-"
+            f"case-{config['case']}-seed{config['seed']}-{key}.pt")
+
+
 def shipped_model(cfg: ExperimentConfig, path: Path) -> Path | None:
     """The shipped model with the cache folder ``path``'s key, if ``cfg.shipped_models`` allows it and it exists."""
-    shipped = SHIPPED / f"{path.name}.pt"
-    return shipped if cfg.shipped_models and shipped.is_file() else None
+    found = sorted(SHIPPED.glob(f"*-{path.name.removeprefix('pretrain-')}.pt"))
+    return found[0] if cfg.shipped_models and found else None
 
 
 #: ``sha256sum`` lines (digest, two spaces, file name) of every shipped model
@@ -84,7 +92,7 @@ def file_sha256(path: Path) -> str:
 
 def write_shipped_sums() -> None:
     """List every shipped model's SHA-256 in :data:`SHIPPED_SUMS` (after shipping models)."""
-    lines = [f"{file_sha256(p)}  {p.name}\n" for p in sorted(SHIPPED.glob("pretrain-*.pt"))]
+    lines = [f"{file_sha256(p)}  {p.name}\n" for p in sorted(SHIPPED.glob("*.pt"))]
     atomic_write(SHIPPED_SUMS, lambda f: f.write("".join(lines).encode()))
 
 

@@ -91,8 +91,8 @@ def shipped_copy(tmp_path, monkeypatch):
 
 def test_a_shipped_model_is_loaded_only_with_its_listed_sha256(omniglot_root, tmp_path, shipped_copy):
     cfg = load_config("quick", {"data.root": str(omniglot_root), "results_dir": str(tmp_path / "results")})
-    name = pipeline.pretrain_path(cfg, build_scenario(cfg, "a")).name + ".pt"
-    shipped = shipped_copy / name
+    shipped = pipeline.shipped_model(cfg, pipeline.pretrain_path(cfg, build_scenario(cfg, "a")))
+    assert shipped.parent == shipped_copy
     assert pipeline.pretrain(cfg, "a", progress=False).state["version"] == cfg.federation.rounds  # as shipped
     raw = bytearray(shipped.read_bytes())
     raw[len(raw) // 2] ^= 1  # one bit changed
