@@ -17,7 +17,6 @@ import torch
 from .answers import UNANSWERED, Verdict, WrongForm, answered, choice, integer, integers, number, yes_no
 from .answers import verdict as _verdict
 from .backdoor import BackdoorKey
-from .labels import NO_ATTACK, RIGHT_AFTER
 from .splits import Scenario
 
 
@@ -257,9 +256,9 @@ def updates_for_trimmed_mean_to_differ(answer: int | None, dimensions: int = 100
 # --- 07 adversaries who know the rule --------------------------------------------------------------
 
 def _excess(table: pd.DataFrame, case: str, rule: str, attack: str) -> float:
-    s = table[(table["case"] == case) & (table["rule"] == rule) & (table["metric"] == "backdoor_train_acc")]
-    after = s[(s["attack"] == attack) & (s["phase"] == RIGHT_AFTER)]["value"].mean()
-    return float(after - s[s["phase"] == NO_ATTACK]["value"].mean())
+    from .experiments.server import excess, spread
+
+    return float(excess(spread(table), case, rule, attack)["mean"])
 
 
 @answered

@@ -222,22 +222,18 @@ def server_rules(table: pd.DataFrame, cost: pd.DataFrame, stops: pd.DataFrame) -
 
 def rule_adaptive(table: pd.DataFrame) -> str:
     """Interpretation of the adversaries who know the rule (:data:`fmlbd.experiments.server.TARGETED`)."""
-    from .experiments.server import spread
+    from .experiments.server import excess, spread
 
     s = spread(table)
     end = [p for p in dict.fromkeys(table["phase"]) if p not in (NO_ATTACK, RIGHT_AFTER)][0]
     cases = [c for c in CASE_ORDER if c in set(table["case"])]
     pairs = [(a, r) for a, r in dict.fromkeys(zip(table["attack"], table["rule"])) if a != "none"]
-    bd = "backdoor_train_acc"
     rows = []
     for attack, rule in pairs:
         cells = []
         for c in cases:
-            level = s.loc[(c, rule, "none", NO_ATTACK, bd), "mean"]
-            now = s.loc[(c, rule, attack, RIGHT_AFTER, bd)]
-            later = s.loc[(c, rule, attack, end, bd), "mean"] - level
-            cells += [f"{now['mean'] - level:+.2f} ({now['min'] - level:+.2f} to {now['max'] - level:+.2f})",
-                      f"{later:+.2f}"]
+            now, later = excess(s, c, rule, attack), excess(s, c, rule, attack, end)["mean"]
+            cells += [f"{now['mean']:+.2f} ({now['min']:+.2f} to {now['max']:+.2f})", f"{later:+.2f}"]
         rows.append([attack, _name(rule)] + cells)
     head = ["adversary", "rule"] + [h for c in cases for h in (f"right after ({c})", f"{end} ({c})")]
     return (f"**What this run measured:** backdoor accuracy on the attack training set above the rule's no-attack "

@@ -137,20 +137,26 @@ def spread(table: pd.DataFrame) -> pd.DataFrame:
     return table.groupby(["case", "rule", "attack", "phase", "metric"], sort=False)["value"].agg(["mean", "min", "max"])
 
 
+def excess(stats: pd.DataFrame, case: str, rule: str, attack: str, phase: str = RIGHT_AFTER,
+           metric: str = "backdoor_train_acc") -> pd.Series:
+    """``metric`` of ``attack`` under ``rule`` at ``phase`` minus the rule's no-attack level (its mean over
+    the draws): mean, min and max over the draws. ``stats``: a :func:`spread` table."""
+    return stats.loc[(case, rule, attack, phase, metric)] - stats.loc[(case, rule, "none", NO_ATTACK, metric), "mean"]
+
+
 def stopping_rules(table: pd.DataFrame, cost: pd.DataFrame, attack_name: str = "boosted") -> pd.DataFrame:
     """Per case and rule: does the rule stop ``attack_name`` (see :data:`BACKDOOR_MARGIN` and
     :data:`MAIN_TASK_MARGIN`)? Columns: case, rule, backdoor_excess (right after the attack minus
     no attack, attack training set, mean over draws), main_task_gap (pre-trained main task minus
     the plain mean's), stops (bool)."""
-    s = spread(table)["mean"]
+    s = spread(table)
     main = cost[cost["metric"] == "main_task_acc"].set_index(["case", "rule"])["value"]
     rows = []
     for case, rule in dict.fromkeys(zip(table["case"], table["rule"])):
-        excess = (s[case, rule, attack_name, RIGHT_AFTER, "backdoor_train_acc"]
-                  - s[case, rule, "none", NO_ATTACK, "backdoor_train_acc"])
+        above = excess(s, case, rule, attack_name)["mean"]
         gap = main[case, rule] - main[case, "mean"]
-        rows.append({"case": case, "rule": rule, "backdoor_excess": excess, "main_task_gap": gap,
-                     "stops": bool(excess <= BACKDOOR_MARGIN and gap >= -MAIN_TASK_MARGIN)})
+        rows.append({"case": case, "rule": rule, "backdoor_excess": above, "main_task_gap": gap,
+                     "stops": bool(above <= BACKDOOR_MARGIN and gap >= -MAIN_TASK_MARGIN)})
     return pd.DataFrame(rows)
 
 
@@ -174,14 +180,13 @@ def overview(table: pd.DataFrame, cost: pd.DataFrame, comparison: pd.DataFrame, 
     rows = []
     for case in dict.fromkeys(table["case"]):
         for rule in dict.fromkeys(table["rule"]):
-            level = s.loc[(case, rule, "none", NO_ATTACK, bd), "mean"]
-            protocol = s.loc[(case, rule, "boosted", RIGHT_AFTER, bd)]
-            adaptive_excess = {a: s.loc[(case, rule, a, RIGHT_AFTER, bd), "mean"] - level for a in attacks
+            protocol = excess(s, case, rule, "boosted")
+            adaptive_excess = {a: excess(s, case, rule, a)["mean"] for a in attacks
                                if (case, rule, a, RIGHT_AFTER, bd) in s.index}
             best = max(adaptive_excess, key=adaptive_excess.get) if adaptive_excess else ""
             rows.append({"defense": rule.replace("_", " "), "case": case, "runs at": "server",
-                         "sees": AGGREGATIONS[rule].sees, "protocol attack": protocol["mean"] - level,
-                         "protocol attack, highest draw": protocol["max"] - level,
+                         "sees": AGGREGATIONS[rule].sees, "protocol attack": protocol["mean"],
+                         "protocol attack, highest draw": protocol["max"],
                          "strongest adaptive": adaptive_excess.get(best, np.nan), "which": best,
                          "main-task cost": main[case, "mean"] - main[case, rule]})
         level = c[case, "matching, shared features", "before", bd]
