@@ -210,14 +210,15 @@ class GeometricMedian(AggregationRule):
     steps, stopping once the summed distance improves by less than 1e-6 of itself. An update far from
     the others (a boosted one) gets a small weight, never zero."""
 
-    sees: ClassVar[str] = "each update's distance to the others' median, each update's values"
+    sees: ClassVar[str] = "each update's distance to the current estimate of the median, each update's values"
     explains: ClassVar[str] = "weight"
 
     iterations: int = 10
     smoothing: float = 1e-6
 
     def explain(self, updates: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-        """Each update's Weiszfeld weight at ``step``: 1 / max(smoothing, distance), normalised to sum 1."""
+        """Each update's Weiszfeld weight at ``step``: 1 / max(smoothing, distance), normalised to sum 1 (the
+        weights of the next iteration: at convergence, each update's weight in the step)."""
         inverse = 1 / (updates - step[None]).norm(dim=1).clamp_min(self.smoothing)
         return inverse / inverse.sum()
 

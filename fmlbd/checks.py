@@ -1,4 +1,5 @@
-"""Range checks of every config value, run when a config is built (see :mod:`fmlbd.config`).
+"""Range checks of every config value, run when a config is built (see :mod:`fmlbd.config`); the
+aggregation rules' settings are checked by the rules' registry (:mod:`fmlbd.rule_settings`).
 
 Each rule returns ``None`` for a valid value or a phrase that completes "``<key>`` must be ...";
 a bad value fails at once with the dotted key, the valid range and the value given.

@@ -77,15 +77,14 @@ class _Federation(_Section):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        problem = rule_settings.RULES[self.aggregation].fits(self)
-        if problem:
+        if problem := rule_settings.RULES[self.aggregation].fits(self):
             raise ConfigError(problem)
 
 
-#: the federation section: :class:`_Federation`'s fields, then every aggregation rule's settings
-#: (:data:`fmlbd.rule_settings.SETTINGS`: ``federation.clip_norm``, ``federation.trim``, ...)
+#: the federation section: :class:`_Federation`'s fields, then every rule's settings (fmlbd.rule_settings)
 FederationConfig = dataclasses.make_dataclass(
-    "FederationConfig", [(s.field, s.type, field(default=s.default)) for s in rule_settings.SETTINGS],
+    "FederationConfig", [(s.field, s.type, field(default=s.default, metadata={"doc": s.doc}))
+                         for s in rule_settings.SETTINGS],
     bases=(_Federation,), frozen=True, namespace={"__module__": __name__, "__doc__": "The federation: clients, buffer, server rule and the rules' settings."})
 
 

@@ -79,6 +79,8 @@ class Server:
         self.params = {k: v.clone() for k, v in params.items()}
         self.buffer_size = buffer_size
         self.server_lr = server_lr
+        if aggregation is not None and not isinstance(aggregation, AggregationRule):
+            raise TypeError(f"aggregation must be an fmlbd.aggregation.AggregationRule, not {type(aggregation).__name__}")
         self.aggregation = aggregation if aggregation is not None else Mean()
         self.version = 0
         self.buffer: list[Update] = []

@@ -79,6 +79,8 @@ def shipped_name(config: Mapping[str, Any], key: str) -> str:
 def shipped_model(cfg: ExperimentConfig, path: Path) -> Path | None:
     """The shipped model with the cache folder ``path``'s key, if ``cfg.shipped_models`` allows it and it exists."""
     found = sorted(SHIPPED.glob(f"*-{path.name.removeprefix('pretrain-')}.pt"))
+    if len(found) > 1:
+        raise CacheError(f"{', '.join(p.name for p in found)} share one cache key: keep one (scripts/ship_pretrained.py)")
     return found[0] if cfg.shipped_models and found else None
 
 

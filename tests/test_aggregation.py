@@ -97,9 +97,18 @@ def test_a_federation_aggregating_with_any_rule_resumes_to_the_same_model(name):
 
 def test_every_rule_is_registered_once_behind_the_base_class():
     assert all(issubclass(cls, AggregationRule) for cls in AGGREGATIONS.values())
-    assert sorted(c.__name__ for c in AggregationRule.__subclasses__()) == sorted(c.__name__ for c in AGGREGATIONS.values())
+    defined = [c for c in AggregationRule.__subclasses__() if c.__module__ == "fmlbd.aggregation"]
+    assert sorted(c.__name__ for c in defined) == sorted(c.__name__ for c in AGGREGATIONS.values())
     with pytest.raises(TypeError, match="abstract"):
         type("NoExplain", (AggregationRule,), {"__call__": lambda self, u: (u.mean(0), None)})()
+
+
+def test_the_server_takes_only_a_rule_with_the_base_class_interface():
+    from fmlbd.federated import Server
+
+    with pytest.raises(TypeError, match="aggregation must be an fmlbd.aggregation.AggregationRule, not function"):
+        Server({"w": torch.zeros(2)}, 3, 1.0, aggregation=lambda updates: (updates.mean(0), None))
+    assert isinstance(Server({"w": torch.zeros(2)}, 3, 1.0).aggregation, Mean)
 
 
 def test_the_geometric_median_is_the_point_of_least_summed_distance():

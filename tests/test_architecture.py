@@ -148,7 +148,7 @@ def imported_test_modules(paths) -> list[str]:
     for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                [node.module or "", *(a.name for a in node.names)] if isinstance(node, ast.ImportFrom) else []
             found += [f"{path.name} imports {n}" for n in names if n.split(".")[-1].startswith("test_")]
     return found
 
@@ -158,5 +158,6 @@ def test_no_test_module_is_imported_by_another_or_by_a_benchmark(tmp_path):
     paths = [*(root / "tests").glob("*.py"), *(root / "benchmarks").glob("*.py"), *(root / "scripts").glob("*.py")]
     assert imported_test_modules(paths) == []  # shared helpers live in tests/helpers.py and tests/conftest.py
     planted = tmp_path / "bench.py"
-    planted.write_text("from tests.test_bad_input import CLI_PROBES\n")
-    assert imported_test_modules([planted]) == ["bench.py imports tests.test_bad_input"]
+    planted.write_text("from tests.test_bad_input import CLI_PROBES\nfrom tests import test_meta\nfrom . import test_data\n")
+    assert imported_test_modules([planted]) == ["bench.py imports tests.test_bad_input", "bench.py imports test_meta",
+                                                "bench.py imports test_data"]

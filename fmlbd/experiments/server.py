@@ -56,21 +56,21 @@ def rule_config(cfg: ExperimentConfig, rule: str, attack_name: str = "boosted", 
 def server_rules(cfg, cases=("a", "b"), progress: bool = True, pairs: dict | None = None) -> pd.DataFrame:
     """The four metrics (``measure.curve_episodes`` episodes each; main-task accuracy only with
     ``measure.rule_main_task``: the notebooks show each rule's from :func:`rule_cost`) of the global model of federations
-    whose server aggregates with a rule of :data:`RULES`, for each adversary of ``pairs`` (name of
-    :data:`ATTACKS` -> the rules it is run against; default: the protocol's attack against every
-    rule): before any attack ("no attack": the pre-trained model), right after the attack and after
-    ``measure.rule_rounds`` benign rounds under the same rule, for ``measure.rule_draws`` draws
-    of the adversary. The federation runs its rule from the first round on: pre-training, attack
-    and the rounds after it.
+    whose server aggregates with a rule of :data:`~fmlbd.aggregation.AGGREGATIONS`, for each adversary of
+    ``pairs`` (name of :data:`ATTACKS` -> the rules it is run against; default: the protocol's attack
+    against every rule of :data:`RULES`): before any attack ("no attack": the pre-trained model),
+    right after the attack and after ``measure.rule_rounds`` benign rounds under the same rule, for
+    ``measure.rule_draws`` draws of the adversary. The federation runs its rule from the first round
+    on: pre-training, attack and the rounds after it.
 
     Tidy rows: case, rule, attack ("none" for no attack), draw, phase, metric, value.
     """
     cases = check_cases(cases)
     pairs = pairs or {"boosted": RULES}
-    unknown = [a for a in pairs if a not in ATTACKS] + [r for rs in pairs.values() for r in rs if r not in RULES]
+    unknown = [a for a in pairs if a not in ATTACKS] + [r for rs in pairs.values() for r in rs if r not in AGGREGATIONS]
     if unknown:
-        raise ValueError(f"unknown adversaries or rules {unknown}: choose from {list(ATTACKS)} and {list(RULES)}")
-    rules = [r for r in RULES if any(r in rs for rs in pairs.values())]
+        raise ValueError(f"unknown adversaries or rules {unknown}: choose from {list(ATTACKS)} and {list(AGGREGATIONS)}")
+    rules = [r for r in AGGREGATIONS if any(r in rs for rs in pairs.values())]
     configs = {(r, a, d): rule_config(cfg, r, a, d) for a, rs in pairs.items() for r in rs
                for d in range(cfg.measure.rule_draws)}
     cache_side_by_side(dampening_snapshots, [(c, case) for c in configs.values() for case in cases], progress)
