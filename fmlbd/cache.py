@@ -4,8 +4,8 @@ A cache key is a short hash of whole config sections (never of chosen fields) pl
 config does not hold (e.g. the class assignment, the cache folder of the model a result starts
 from). ``data.root`` is left out: where the data lives does not change it, so every command and
 notebook shares one cache; so are the settings of the aggregation rules not in use
-(:func:`fmlbd.rule_settings.read_by_rule`): a rule added to the registry changes no key. Keys cover configs and data, not code: after changing code that
-alters numbers, delete ``<results_dir>/cache/``.
+(:func:`fmlbd.rule_settings.read_by_rule`): a rule added to the registry changes no key. Keys cover
+configs and data, not code: after changing code that alters numbers, delete ``<results_dir>/cache/``.
 """
 from __future__ import annotations
 

@@ -85,7 +85,8 @@ class _Federation(_Section):
 FederationConfig = dataclasses.make_dataclass(
     "FederationConfig", [(s.field, s.type, field(default=s.default, metadata={"doc": s.doc}))
                          for s in rule_settings.SETTINGS],
-    bases=(_Federation,), frozen=True, namespace={"__module__": __name__, "__doc__": "The federation: clients, buffer, server rule and the rules' settings."})
+    bases=(_Federation,), frozen=True,
+    namespace={"__module__": __name__, "__doc__": "The federation: clients, buffer, server rule, the rules' settings."})
 
 
 @dataclass(frozen=True)
