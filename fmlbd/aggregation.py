@@ -216,21 +216,24 @@ class GeometricMedian(AggregationRule):
     iterations: int = 10
     smoothing: float = 1e-6
 
+    def _weights(self, distance: torch.Tensor) -> torch.Tensor:
+        inverse = 1 / distance.clamp_min(self.smoothing)
+        return inverse / inverse.sum()
+
     def explain(self, updates: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
         """Each update's Weiszfeld weight at ``step``: 1 / max(smoothing, distance), normalised to sum 1 (the
         weights of the next iteration: at convergence, each update's weight in the step)."""
-        inverse = 1 / (updates - step[None]).norm(dim=1).clamp_min(self.smoothing)
-        return inverse / inverse.sum()
+        return self._weights((updates - step[None]).norm(dim=1))
 
     def __call__(self, updates: torch.Tensor) -> Step:
         weights = updates.new_full((len(updates),), 1.0 / len(updates))
         point = weights @ updates
-        total = float((updates - point).norm(dim=1).sum())
+        distance = (updates - point).norm(dim=1)  # each iteration measures the distances once
         for _ in range(self.iterations):
-            weights = self.explain(updates, point)
+            weights = self._weights(distance)
             point = weights @ updates
-            before, total = total, float((updates - point).norm(dim=1).sum())
-            if before - total <= 1e-6 * total:
+            before, distance = distance, (updates - point).norm(dim=1)
+            if float(before.sum()) - float(distance.sum()) <= 1e-6 * float(distance.sum()):
                 break
         return point, weights
 
