@@ -18,6 +18,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fmlbd.config import load_config, parse_overrides  # noqa: E402
+from fmlbd import metrics  # noqa: E402
 from fmlbd.experiments import server  # noqa: E402
 
 if __name__ == "__main__":
@@ -42,6 +43,6 @@ if __name__ == "__main__":
     print("\n== cost without attack")
     print(cost.pivot_table(index=["case", "rule"], columns="metric", values="value").round(3).to_string())
     print("\n== does the rule stop the protocol's attack (backdoor within "
-          f"{server.BACKDOOR_MARGIN} of no attack, main task within {server.MAIN_TASK_MARGIN} of the mean)?")
+          f"{metrics.BACKDOOR_MARGIN} of no attack, main task within {metrics.MAIN_TASK_MARGIN} of the mean)?")
     print(server.stopping_rules(table, cost).round(3).to_string(index=False))
     print(f"\n{minutes:.1f} minutes")

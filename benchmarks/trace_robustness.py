@@ -38,6 +38,7 @@ from fmlbd import builders, federated, fingerprint, meta, pipeline  # noqa: E402
 from fmlbd.config import config_from_dict, with_overrides  # noqa: E402
 from fmlbd.fingerprint import TRACE_RTOL, trace_difference  # noqa: E402
 from fmlbd.results import load_torch  # noqa: E402
+from fmlbd.shipped import SHIPPED  # noqa: E402
 
 #: name -> environment of the child (set before torch is imported); the first is the machine's own
 ROUNDINGS = {
@@ -79,7 +80,7 @@ PLANTS = {"one inner step more": _more_inner_steps, "other random streams": _oth
 
 
 def shipped(models: int) -> list[Path]:
-    return sorted(pipeline.SHIPPED.glob("*.pt"))[:models]
+    return sorted(SHIPPED.glob("*.pt"))[:models]
 
 
 def child(models: int, data: str, plant: str | None, float32: bool) -> None:

@@ -13,13 +13,15 @@ import pandas as pd
 
 from .attention import Attention
 from .builders import attack_sets, native_attention
-from .cache import key_of, sections
+from .cache import cache_dir, key_of, sections
+from .codebase import code_version
 from .config import ExperimentConfig, with_overrides
 from .defense import MatchingNetworkDefense
 from .functional import Params, zero_head
 from .labels import METRICS
 from .metrics import (backdoor_episodes, backdoor_scores, episode_accuracies, evaluation_episodes,
                       finetuned_classifier, mean_ci95)
+from .results import atomic_write
 from .splits import Scenario
 
 
@@ -67,25 +69,28 @@ def attention_key(attention: Attention | None) -> list | None:
     return None if attention is None else [attention.kernel, attention.temperature, attention.k]
 
 
-_main_task_memo: dict[str, np.ndarray] = {}
-
-
 def main_task_accuracies(cfg: ExperimentConfig, model, params: Params, scenario: Scenario, shots: int | None = None,
                          episodes: int | None = None, attention: Attention | None = None) -> np.ndarray:
     """Per-episode main-task accuracy ``[episodes]`` on meta-test classes (see :mod:`fmlbd.metrics`).
 
-    Remembered within the process for the same weights and episodes: cases (a) and (c) share
-    their global models and meta-test classes, so their main task is evaluated once."""
+    Saved under ``<results_dir>/cache/main-task/``, keyed by the weights' values, the episodes, the
+    classifier and this code: cases (a) and (c) share their global models and meta-test classes, so
+    their main task is evaluated once, in any process."""
     shots, episodes = _given(shots, cfg.eval.shots), _given(episodes, cfg.eval.episodes)
     if shots < 1 or episodes < 1:
         raise ValueError(f"main-task accuracy needs shots >= 1 and episodes >= 1 (got {shots}, {episodes})")
-    memo = key_of(sections(cfg, "data", "eval", "seed") | {
+    key = key_of(sections(cfg, "data", "eval", "seed") | {
         "params": params_digest(params), "test": list(scenario.test_classes), "shots": shots, "episodes": episodes,
-        "attention": attention_key(attention)})
-    if memo not in _main_task_memo:
-        eps = main_episodes(cfg, scenario, shots, episodes)
-        _main_task_memo[memo] = episode_accuracies(adapter(cfg, model, params, attention), eps)
-    return _main_task_memo[memo].copy()
+        "attention": attention_key(attention), "code": code_version(__name__)})
+    path = cache_dir(cfg) / "main-task" / f"{key}.npy"
+    if path.is_file():
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):  # cut or unreadable: computed again below
+            pass
+    accs = episode_accuracies(adapter(cfg, model, params, attention), main_episodes(cfg, scenario, shots, episodes))
+    atomic_write(path, lambda f: np.save(f, accs, allow_pickle=False))
+    return accs
 
 
 def attack_scores(cfg: ExperimentConfig, model, params: Params, scenario: Scenario, case: str,

@@ -27,6 +27,11 @@ from .streams import stream
 #: a backdoor counts as planted when backdoor accuracy is more than this above its no-attack level
 #: (the same model family before any attack); within it, the attack is "stopped"
 BACKDOOR_MARGIN = 0.10
+#: a defense "keeps the main task" when its main-task accuracy is at most this far below the undefended
+#: model's (the local defense's and every server rule's one margin). A main-task estimate of 200
+#: episodes has a 95% interval of about +-0.015, so a difference of two has about +-0.02: a smaller
+#: margin would call a defense costly on noise
+MAIN_TASK_MARGIN = 0.05
 
 #: Student's t 0.975 quantile for 1..10 degrees of freedom (beyond 10: within 0.27 of 1.96; see mean_ci95_t)
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)

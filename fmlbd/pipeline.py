@@ -3,8 +3,10 @@
 Each stage is keyed by whole config sections (:func:`fmlbd.cache.cache_key`) and the key of the
 stage it starts from, and saved under ``<results_dir>/cache/``:
 
-- ``pretrain-<key>/``: benign federated meta-training (``data``, ``model``, ``meta``,
-  ``federation``, ``eval`` sections, seed, class assignment); checkpointed and resumable.
+- ``pretrain-<key>-<code>/``: benign federated meta-training (``<key>``: the ``data``, ``model``,
+  ``meta``, ``federation``, ``eval`` sections, seed, class assignment; ``<code>``: the
+  :func:`~fmlbd.codebase.code_version` of this module, so a change to the code it runs trains anew);
+  checkpointed and resumable.
 - ``attack-<key>/``: the federation right before and after the round(s) that aggregated the
   poisoned update(s) (the pre-trained model's key and the ``attack`` section). Cases (a) and (c)
   share it: they differ only in evaluation.
@@ -13,11 +15,10 @@ stage it starts from, and saved under ``<results_dir>/cache/``:
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 import pandas as pd
 from tqdm import tqdm
@@ -25,20 +26,16 @@ from tqdm import tqdm
 from .builders import attack_clients, benign_clients, build_model, build_scenario, initial_params, make_federation, \
     native_attention
 from .cache import cache_dir, cache_key
+from .codebase import code_version
 from .config import ConfigError, ExperimentConfig
 from .errors import CacheError
 from .evaluation import main_task_accuracies
 from .functional import Params, all_finite
 from .models import ConvNet
-from .results import atomic_torch_save, atomic_write, cache_contents, load_torch, write_json
+from .results import atomic_torch_save, cache_contents, load_torch, write_json
+from .shipped import check_shipped, model_key, shipped_model
 from .splits import Scenario
 from .streams import stream
-
-
-#: shipped pre-trained models, named for what they are and then their cache key (:func:`shipped_name`),
-#: holding the federation state, log, config and the :func:`fmlbd.fingerprint.reference_trace` of the
-#: code that trained them
-SHIPPED = Path(__file__).parent / "pretrained"
 
 
 class TrainingDiverged(ConfigError):
@@ -62,55 +59,13 @@ class Trained:
 
 
 def pretrain_path(cfg: ExperimentConfig, scenario: Scenario) -> Path:
-    """Cache folder of the benign pre-trained model (not keyed by where the data lives, so the CLI
-    and the notebooks, which reach ``data/`` by different paths, share it)."""
-    on = {} if cfg.device == "cpu" else {"device": cfg.device}  # a GPU's sums differ from the CPU's in the last digits
-    key = cache_key(cfg, "data", "model", "meta", "federation", "eval", "seed", scenario=scenario.fingerprint(), **on)
-    return cache_dir(cfg) / f"pretrain-{key}"
+    """Cache folder of the benign pre-trained model: its :func:`model_key` and the code version."""
+    return cache_dir(cfg) / f"pretrain-{model_key(cfg, scenario)}-{code_version(__name__)}"
 
 
-def shipped_name(config: Mapping[str, Any], key: str) -> str:
-    """A shipped model's file name: what it is (profile, meta-update, server rule, case, seed of its saved
-    ``config``, a :meth:`~fmlbd.config.ExperimentConfig.to_dict`), then its cache ``key``."""
-    return (f"{config['profile']}-{config['meta']['algorithm']}-{config['federation']['aggregation']}-"
-            f"case-{config['case']}-seed{config['seed']}-{key}.pt")
-
-
-def shipped_model(cfg: ExperimentConfig, path: Path) -> Path | None:
-    """The shipped model with the cache folder ``path``'s key, if ``cfg.shipped_models`` allows it and it exists."""
-    found = sorted(SHIPPED.glob(f"*-{path.name.removeprefix('pretrain-')}.pt"))
-    if len(found) > 1:
-        raise CacheError(f"{', '.join(p.name for p in found)} share one cache key: keep one (scripts/ship_pretrained.py)")
-    return found[0] if cfg.shipped_models and found else None
-
-
-#: ``sha256sum`` lines (digest, two spaces, file name) of every shipped model
-SHIPPED_SUMS = SHIPPED / "SHA256SUMS"
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def write_shipped_sums() -> None:
-    """List every shipped model's SHA-256 in :data:`SHIPPED_SUMS` (after shipping models)."""
-    lines = [f"{file_sha256(p)}  {p.name}\n" for p in sorted(SHIPPED.glob("*.pt"))]
-    atomic_write(SHIPPED_SUMS, lambda f: f.write("".join(lines).encode()))
-
-
-def check_shipped(path: Path) -> None:
-    """:class:`~fmlbd.errors.CacheError` unless the shipped model ``path`` has the SHA-256 that
-    :data:`SHIPPED_SUMS` lists for it (a changed or foreign file is never loaded)."""
-    sums = dict(line.split()[::-1] for line in SHIPPED_SUMS.read_text().splitlines() if line.strip())
-    if sums.get(path.name) != file_sha256(path):
-        raise CacheError(f"{path} does not have the SHA-256 that {SHIPPED_SUMS.name} lists for it (changed or not "
-                         f"shipped with fmlbd): not loaded. Reinstall fmlbd, or set shipped_models=false to train "
-                         f"the model instead")
-
-
-def is_pretrained(cfg: ExperimentConfig, path: Path) -> bool:
-    """True when :func:`pretrain` would load the model of cache folder ``path`` instead of training it."""
-    return (path / "final.pt").is_file() or shipped_model(cfg, path) is not None
+def is_pretrained(cfg: ExperimentConfig, scenario: Scenario) -> bool:
+    """True when :func:`pretrain` would load the model of ``cfg`` and ``scenario`` instead of training it."""
+    return (pretrain_path(cfg, scenario) / "final.pt").is_file() or shipped_model(cfg, scenario) is not None
 
 
 def _finite(saved: dict, path: Path) -> dict:
@@ -147,13 +102,13 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
     Training runs on one torch thread: floating-point sums depend on how they are split
     across threads, so this keeps a model independent of the machine's core count and of
     the command that trained it (the CLI and the notebooks share the cache). A model shipped
-    with fmlbd (:data:`SHIPPED`) under the same key is used unless ``cfg.shipped_models`` is false.
+    with fmlbd (:mod:`fmlbd.shipped`) under the same key is used unless ``cfg.shipped_models`` is false.
     """
     scenario = build_scenario(cfg, case)
     model = build_model(cfg, scenario)
     path = pretrain_path(cfg, scenario)
     final, checkpoint = path / "final.pt", path / "checkpoint.pt"
-    source = final if final.is_file() else shipped_model(cfg, path)
+    source = final if final.is_file() else shipped_model(cfg, scenario)
     if source is not None:
         if source != final:
             check_shipped(source)

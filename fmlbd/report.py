@@ -203,7 +203,7 @@ def one_round(table: pd.DataFrame) -> str:
 def server_rules(table: pd.DataFrame, cost: pd.DataFrame, stops: pd.DataFrame) -> str:
     """Interpretation of the protocol's attack against the server-side rules (:mod:`fmlbd.experiments.server`):
     which rules stop it and what each costs without attack."""
-    from .experiments.server import BACKDOOR_MARGIN, MAIN_TASK_MARGIN
+    from .metrics import BACKDOOR_MARGIN, MAIN_TASK_MARGIN
 
     main = cost[cost["metric"] == "main_task_acc"].set_index(["case", "rule"])["value"]
     cases = [c for c in CASE_ORDER if c in set(table["case"])]

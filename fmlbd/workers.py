@@ -26,9 +26,9 @@ def _missing(jobs) -> dict:
     """``{cache folder: (config, case)}`` of the pre-trained models of ``jobs`` not cached yet."""
     missing = {}
     for c, case in jobs:
-        path = pretrain_path(c, build_scenario(c, case))
-        if not is_pretrained(c, path):
-            missing.setdefault(path, (c, case))
+        scenario = build_scenario(c, case)
+        if not is_pretrained(c, scenario):
+            missing.setdefault(pretrain_path(c, scenario), (c, case))
     return missing
 
 

@@ -18,7 +18,8 @@ from fmlbd.config import load_config, with_overrides  # noqa: E402
 from fmlbd.experiments.defense import defended_config  # noqa: E402
 from fmlbd.experiments.server import RULES  # noqa: E402
 from fmlbd.fingerprint import reference_trace  # noqa: E402
-from fmlbd.pipeline import SHIPPED, pretrain, shipped_name, write_shipped_sums  # noqa: E402
+from fmlbd.pipeline import pretrain  # noqa: E402
+from fmlbd.shipped import SHIPPED, model_key, shipped_name, write_shipped_sums  # noqa: E402
 from fmlbd.results import atomic_torch_save, load_torch  # noqa: E402
 from fmlbd.workers import pretrain_cases  # noqa: E402
 
@@ -36,7 +37,7 @@ if __name__ == "__main__":
             trained = pretrain(c, case)
             saved = load_torch(trained.path / "final.pt")
             config = c.to_dict() | {"case": case, "shipped_models": True, "results_dir": "results"}
-            out = SHIPPED / shipped_name(config, trained.path.name.removeprefix("pretrain-"))
+            out = SHIPPED / shipped_name(config, model_key(c, trained.scenario))
             atomic_torch_save({**saved, "trace": reference_trace(c, case), "config": config}, out)
             print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB): {c.meta.algorithm}, "
                   f"{c.federation.aggregation}, case ({case})")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import fmlbd
-from fmlbd import checks, data, meta, registry, splits
+from fmlbd import checks, codebase, data, meta, registry, splits
 from fmlbd.attention import KERNELS
 
 PACKAGE = Path(fmlbd.__file__).parent
@@ -14,33 +14,12 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    return codebase.module_name(path, PACKAGE)
 
 
 def imports(path: Path) -> set[str]:
-    """Every fmlbd module ``path`` imports, at the top or inside functions (parents included:
-    importing ``fmlbd.a.b`` runs ``fmlbd.a`` first)."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    known = {module_name(p) for p in MODULES}
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        targets = []
-        if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
-                base = ".".join(anchor + ([base] if base else []))
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
-        for t in targets:
-            while t:
-                if t in known and t != name:
-                    found.add(t)
-                t = t.rpartition(".")[0]
-    return found
+    """Every fmlbd module ``path`` imports (:func:`fmlbd.codebase.imports`)."""
+    return codebase.imports(path, {module_name(p) for p in MODULES}, PACKAGE)
 
 
 def test_no_module_is_over_300_lines():
@@ -83,7 +62,7 @@ def test_the_cycle_check_finds_a_function_local_cycle(tmp_path, monkeypatch):
 LAYERS: dict[str, set[str]] = {
     "helpers": {"fmlbd", "fmlbd.errors", "fmlbd.checks", "fmlbd.functional", "fmlbd.streams", "fmlbd.results",
                 "fmlbd.cache", "fmlbd.parallel", "fmlbd.answers", "fmlbd.hygiene", "fmlbd.series",
-                "fmlbd.rule_settings", "fmlbd.labels"},
+                "fmlbd.rule_settings", "fmlbd.labels", "fmlbd.codebase"},
     "config": {"fmlbd.config"},
     "data": {"fmlbd.data", "fmlbd.paths", "fmlbd.episodes", "fmlbd.splits", "fmlbd.backdoor"},
     "local training": {"fmlbd.models", "fmlbd.attention", "fmlbd.matching", "fmlbd.meta", "fmlbd.defense",
@@ -91,7 +70,7 @@ LAYERS: dict[str, set[str]] = {
     "server": {"fmlbd.aggregation", "fmlbd.federated"},
     "wiring": {"fmlbd.builders"},
     "metrics": {"fmlbd.metrics", "fmlbd.evaluation", "fmlbd.fingerprint"},
-    "pipeline": {"fmlbd.pipeline", "fmlbd.workers", "fmlbd.walkthrough"},
+    "pipeline": {"fmlbd.shipped", "fmlbd.pipeline", "fmlbd.workers", "fmlbd.walkthrough"},
     "plots": {"fmlbd.plots", "fmlbd.mechanism_plots"},
     "experiments": {"fmlbd.experiments", "fmlbd.experiments.spec", "fmlbd.experiments.attack",
                     "fmlbd.experiments.persistence", "fmlbd.experiments.defense", "fmlbd.experiments.server",

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from fmlbd import builders, evaluation, parallel, pipeline
+from fmlbd.config import with_overrides
 from tests.helpers import smoke
 
 
@@ -88,8 +89,9 @@ def test_metrics_side_by_side_equal_metrics_in_one_process(omniglot_root, tmp_pa
     scores = []
     for workers in ("1", "2"):
         monkeypatch.setenv("FMLBD_WORKERS", workers)
-        evaluation._main_task_memo.clear()
-        scores.append(evaluation.attack_metrics(cfg, att.trained.model, att.after, att.trained.scenario, "c"))
+        apart = with_overrides(cfg, {"results_dir": str(tmp_path / workers)})  # the main task computed in each
+        scores.append(evaluation.attack_metrics(apart, att.trained.model, att.after, att.trained.scenario, "c"))
+    assert len(list((tmp_path / "2").rglob("main-task/*.npy"))) == 1
     assert scores[0] == scores[1]
 
 

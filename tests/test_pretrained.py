@@ -6,8 +6,8 @@ from fmlbd.config import config_from_dict, load_config, with_overrides
 from fmlbd.experiments.defense import defended_config
 from fmlbd.experiments.server import RULES, rule_config
 from fmlbd.fingerprint import mismatches, reference_trace
-from fmlbd.pipeline import (SHIPPED, SHIPPED_SUMS, check_shipped, file_sha256, pretrain, pretrain_path,
-                            shipped_name)
+from fmlbd.pipeline import pretrain
+from fmlbd.shipped import SHIPPED, SHIPPED_SUMS, check_shipped, file_sha256, model_key, shipped_name
 from fmlbd.results import load_torch
 from fmlbd.workers import missing_models
 
@@ -15,14 +15,14 @@ SHIPPED_FILES = sorted(SHIPPED.glob("*.pt"))
 
 
 def key(path) -> str:
-    """The cache key at the end of a shipped model's name (or of a cache folder's)."""
+    """The config's key at the end of a shipped model's name."""
     return path.stem.rpartition("-")[2]
 
 
 def test_the_quick_profile_ships_the_series_models(omniglot_root, tmp_path):
     cfg = load_config("quick", {"data.root": str(omniglot_root), "results_dir": str(tmp_path)})
     configs = (cfg, defended_config(cfg), *(rule_config(cfg, rule) for rule in RULES))
-    wanted = {key(pretrain_path(c, build_scenario(c, case))) for c in configs for case in ("a", "b", "c")}
+    wanted = {model_key(c, build_scenario(c, case)) for c in configs for case in ("a", "b", "c")}
     assert wanted == {key(p) for p in SHIPPED_FILES} and len(SHIPPED_FILES) == len(wanted)
     assert missing_models(configs, ("a", "b", "c")) == {}  # nothing to train
     retrain = with_overrides(cfg, {"shipped_models": False})
@@ -43,7 +43,7 @@ def test_a_shipped_model_is_what_the_current_code_trains(shipped, omniglot_root,
     saved = load_torch(shipped)
     cfg = with_overrides(config_from_dict(saved["config"]), {"data.root": str(omniglot_root),
                                                              "results_dir": str(tmp_path), "shipped_models": False})
-    assert key(pretrain_path(cfg, build_scenario(cfg))) == key(shipped), "the cache key scheme changed: reship"
+    assert model_key(cfg, build_scenario(cfg)) == key(shipped), "the cache key scheme changed: reship"
     assert shipped.name == shipped_name(saved["config"], key(shipped)), "named for another model"
     assert saved["state"]["version"] == cfg.federation.rounds
     off = mismatches(reference_trace(cfg), saved["trace"])

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from fmlbd import data, pipeline
+from fmlbd import data, pipeline, shipped as shipping
 from fmlbd.builders import build_scenario
 from fmlbd.config import load_config
 from fmlbd.errors import CacheError
@@ -83,15 +83,15 @@ def test_a_crafted_decoded_image_cache_is_decoded_again_never_run(omniglot_root,
 def shipped_copy(tmp_path, monkeypatch):
     """The shipped models in a folder of the test's own, with their manifest."""
     folder = tmp_path / "pretrained"
-    shutil.copytree(pipeline.SHIPPED, folder)
-    monkeypatch.setattr(pipeline, "SHIPPED", folder)
-    monkeypatch.setattr(pipeline, "SHIPPED_SUMS", folder / "SHA256SUMS")
+    shutil.copytree(shipping.SHIPPED, folder)
+    monkeypatch.setattr(shipping, "SHIPPED", folder)
+    monkeypatch.setattr(shipping, "SHIPPED_SUMS", folder / "SHA256SUMS")
     return folder
 
 
 def test_a_shipped_model_is_loaded_only_with_its_listed_sha256(omniglot_root, tmp_path, shipped_copy):
     cfg = load_config("quick", {"data.root": str(omniglot_root), "results_dir": str(tmp_path / "results")})
-    shipped = pipeline.shipped_model(cfg, pipeline.pretrain_path(cfg, build_scenario(cfg, "a")))
+    shipped = shipping.shipped_model(cfg, build_scenario(cfg, "a"))
     assert shipped.parent == shipped_copy
     assert pipeline.pretrain(cfg, "a", progress=False).state["version"] == cfg.federation.rounds  # as shipped
     raw = bytearray(shipped.read_bytes())
@@ -100,5 +100,5 @@ def test_a_shipped_model_is_loaded_only_with_its_listed_sha256(omniglot_root, tm
     marker = tmp_path / "ran"
     refused(lambda: pipeline.pretrain(cfg, "a", progress=False), shipped, marker)
     plant(shipped, marker)  # a foreign file whose digest an attacker also wrote into the manifest
-    pipeline.write_shipped_sums()
+    shipping.write_shipped_sums()
     refused(lambda: pipeline.pretrain(cfg, "a", progress=False), shipped, marker)

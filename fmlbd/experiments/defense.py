@@ -15,7 +15,8 @@ from ..builders import attack_sets, default_attention
 from ..config import ExperimentConfig
 from ..defense import MatchingNetworkDefense
 from ..evaluation import METRICS, adapter, backdoor_test_episodes, main_episodes
-from ..metrics import BACKDOOR_MARGIN, BACKDOOR_METRICS, accuracy, backdoor_batch, mean_ci95_t, score_backdoor_predictions
+from ..metrics import (BACKDOOR_MARGIN, BACKDOOR_METRICS, MAIN_TASK_MARGIN, accuracy, backdoor_batch, mean_ci95_t,
+                       score_backdoor_predictions)
 from ..parallel import pmap
 from ..pipeline import attack
 from ..splits import CASES
@@ -23,9 +24,6 @@ from ..workers import pretrain_cases
 from .attack import attack_draws, no_attack_level, one_shot_attack
 from .persistence import dampening
 from .spec import Experiment, per_case
-
-#: the defense's accuracy cost we accept: main task at most this far below the undefended model before the attack
-MAIN_TASK_SLACK = 0.05
 
 
 def defended_config(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -46,10 +44,10 @@ def defended_config(cfg: ExperimentConfig) -> ExperimentConfig:
 
 def main_task_floor(comparison: pd.DataFrame) -> dict[str, float]:
     """Per case, the undefended ("fine-tuning") model's main-task accuracy right before the attack
-    minus ``MAIN_TASK_SLACK`` (``comparison``: a :func:`defense_comparison` table)."""
+    minus :data:`~fmlbd.metrics.MAIN_TASK_MARGIN` (``comparison``: a :func:`defense_comparison` table)."""
     pre = comparison[(comparison["phase"] == "before") & (comparison["method"] == "fine-tuning")
                      & (comparison["metric"] == "main_task_acc")].set_index("case")["value"]
-    return (pre - MAIN_TASK_SLACK).to_dict()
+    return (pre - MAIN_TASK_MARGIN).to_dict()
 
 
 def defense_comparison(cfg, cases=CASES, progress: bool = True, attention: Attention | None = None) -> pd.DataFrame:
@@ -141,7 +139,7 @@ def attention_ablation(cfg, cases=("a", "b"), progress: bool = True) -> pd.DataF
                       "value": means[i, j]} for i, a in enumerate(grid) for j, m in enumerate(METRICS)]
         return pd.DataFrame(rows)
 
-    return per_case(cfg, cases, progress, "ablation", compute, ("eval", "defense"))
+    return per_case(cfg, cases, progress, "ablation", compute)
 
 
 def inference_cost(cfg, cases=("a",), progress: bool = True) -> pd.DataFrame:

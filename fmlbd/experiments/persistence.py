@@ -8,7 +8,7 @@ from tqdm import tqdm
 from .. import plots
 from ..attention import Attention
 from ..builders import attack_sets
-from ..cache import cached_table, sections
+from ..cache import cached_table
 from ..evaluation import METRICS, attention_key, attack_metrics, backdoor_test_episodes, main_episodes, metric_rows
 from ..functional import predict, support_buffers
 from ..meta import finetune
@@ -39,7 +39,7 @@ def dampening(cfg, cases=CASES, progress: bool = True, attention: Attention | No
 
     cases = check_cases(cases)
     cache_side_by_side(dampening_snapshots, [(cfg, case) for case in cases], progress)
-    return per_case(cfg, cases, progress, "dampening", compute, ("eval", "measure"), attention=attention_key(attention))
+    return per_case(cfg, cases, progress, "dampening", compute, attention=attention_key(attention))
 
 
 def finetune_steps_scored(cfg) -> list[int]:
@@ -85,7 +85,6 @@ def finetune_failure(cfg, cases=CASES, progress: bool = True) -> pd.DataFrame:
     Tidy rows: case, step (0 = before fine-tuning), metric, value.
     """
     cases = check_cases(cases)
-    key = sections(cfg, "eval", "measure")
     trials = cfg.measure.finetune_trials
     tables = []
     cache_side_by_side(attack, [(cfg, case) for case in cases], progress)
@@ -112,8 +111,8 @@ def finetune_failure(cfg, cases=CASES, progress: bool = True) -> pd.DataFrame:
             return _finetune_curve(cfg, model, att.after, eps, score, list(BACKDOOR_METRICS),
                                    f"fine-tuning case ({case})", progress)
 
-        main = cached_table(cfg, "finetune-main", key | {"attack": att.path.name}, main_curve)
-        backdoor = cached_table(cfg, "finetune-backdoor", key | {"attack": att.path.name, "case": case},
+        main = cached_table(cfg, "finetune-main", {"attack": att.path.name}, main_curve)
+        backdoor = cached_table(cfg, "finetune-backdoor", {"attack": att.path.name, "case": case},
                                 backdoor_curve)
         wide = main.merge(backdoor, on="step")
         tables.append(wide.melt(id_vars="step", value_vars=list(METRICS), var_name="metric").assign(case=case)

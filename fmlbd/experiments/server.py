@@ -7,11 +7,11 @@ import pandas as pd
 
 from .. import plots
 from ..aggregation import AGGREGATIONS
-from ..cache import cached_table, sections
+from ..cache import cached_table
 from ..labels import NO_ATTACK, RIGHT_AFTER
 from ..config import ExperimentConfig, with_overrides
 from ..evaluation import attack_metrics, main_task_accuracies, metric_rows
-from ..metrics import BACKDOOR_MARGIN, mean_ci95
+from ..metrics import BACKDOOR_MARGIN, MAIN_TASK_MARGIN, mean_ci95
 from ..pipeline import attack, dampening_snapshots, pretrain
 from ..workers import cache_side_by_side, pretrain_jobs
 from .spec import Experiment, check_cases
@@ -37,11 +37,6 @@ ATTACKS: dict[str, dict] = {
 #: ``server_rules(cfg, pairs=FULL_GRID)`` (benchmarks/server_rules_grid.py)
 TARGETED = {"under the bound": ("mean", "norm_clip"), "spread": ("mean", "flame"), "disguised": ("median", "multi_krum")}
 FULL_GRID = {name: RULES for name in ATTACKS}
-
-#: a rule "stops" the protocol's attack when, right after it, backdoor accuracy (attack training set,
-#: mean over draws) is at most :data:`~fmlbd.metrics.BACKDOOR_MARGIN` above the rule's no-attack level,
-#: and its pre-trained model's main task is at most this far below the plain mean's
-MAIN_TASK_MARGIN = 0.02
 
 
 def rule_config(cfg: ExperimentConfig, rule: str, attack_name: str = "boosted", draw: int = 0) -> ExperimentConfig:
@@ -75,7 +70,6 @@ def server_rules(cfg, cases=("a", "b"), progress: bool = True, pairs: dict | Non
                for d in range(cfg.measure.rule_draws)}
     cache_side_by_side(dampening_snapshots, [(c, case) for c in configs.values() for case in cases], progress)
     end = f"after {cfg.measure.rule_rounds} rounds"
-    key = sections(cfg, "eval", "measure")
     tables = []
     for case in cases:
         for rule in rules:
@@ -86,7 +80,7 @@ def server_rules(cfg, cases=("a", "b"), progress: bool = True, pairs: dict | Non
                                    cfg.measure.curve_episodes, main_task=cfg.measure.rule_main_task)
                 return pd.DataFrame(metric_rows(case, "phase", NO_ATTACK, m)).assign(rule=rule, attack="none",
                                                                                        draw=0)
-            tables.append(cached_table(cfg, "rule-no-attack", key | {"model": trained.path.name, "case": case},
+            tables.append(cached_table(cfg, "rule-no-attack", {"model": trained.path.name, "case": case},
                                        no_attack))
         for (rule, name, draw), c in configs.items():
             att = attack(c, case, progress)
@@ -99,7 +93,7 @@ def server_rules(cfg, cases=("a", "b"), progress: bool = True, pairs: dict | Non
                                        c.measure.curve_episodes, main_task=c.measure.rule_main_task)
                     rows += metric_rows(case, "phase", phase, m)
                 return pd.DataFrame(rows).assign(rule=rule, attack=name, draw=draw)
-            tables.append(cached_table(cfg, "rule-attack", key | {"attack": att.path.name, "case": case}, after))
+            tables.append(cached_table(cfg, "rule-attack", {"attack": att.path.name, "case": case}, after))
     return pd.concat(tables, ignore_index=True)[["case", "rule", "attack", "draw", "phase", "metric", "value"]]
 
 
@@ -127,8 +121,7 @@ def rule_cost(cfg, cases=("a", "b"), progress: bool = True, rules=RULES) -> pd.D
                 return pd.DataFrame([{"case": case, "rule": rule, "metric": m, "value": v} for m, v in (
                     ("main_task_acc", acc), ("main_task_ci95", half),
                     ("rounds_to_mean_acc", float(reached.iloc[0]) if len(reached) else np.nan))])
-            tables.append(cached_table(cfg, "rule-cost", sections(cfg, "eval") | {"model": trained.path.name,
-                                                                                   "goal": goal}, compute))
+            tables.append(cached_table(cfg, "rule-cost", {"model": trained.path.name, "goal": goal}, compute))
     return pd.concat(tables, ignore_index=True)
 
 
@@ -145,10 +138,12 @@ def excess(stats: pd.DataFrame, case: str, rule: str, attack: str, phase: str = 
 
 
 def stopping_rules(table: pd.DataFrame, cost: pd.DataFrame, attack_name: str = "boosted") -> pd.DataFrame:
-    """Per case and rule: does the rule stop ``attack_name`` (see :data:`BACKDOOR_MARGIN` and
-    :data:`MAIN_TASK_MARGIN`)? Columns: case, rule, backdoor_excess (right after the attack minus
-    no attack, attack training set, mean over draws), main_task_gap (pre-trained main task minus
-    the plain mean's), stops (bool)."""
+    """Per case and rule: does the rule stop ``attack_name``? It does when, right after the attack,
+    backdoor accuracy (attack training set, mean over draws) is at most
+    :data:`~fmlbd.metrics.BACKDOOR_MARGIN` above the rule's no-attack level and its pre-trained
+    model's main task at most :data:`~fmlbd.metrics.MAIN_TASK_MARGIN` below the plain mean's. Columns:
+    case, rule, backdoor_excess (right after the attack minus no attack, attack training set, mean
+    over draws), main_task_gap (pre-trained main task minus the plain mean's), stops (bool)."""
     s = spread(table)
     main = cost[cost["metric"] == "main_task_acc"].set_index(["case", "rule"])["value"]
     rows = []

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
 import pandas as pd
 
-from ..cache import cached_table, sections
+from ..cache import cached_table
 from ..config import ExperimentConfig
 from ..pipeline import Attacked, attack
 from ..splits import CASES
@@ -56,16 +57,16 @@ def check_cases(cases: Sequence[str]) -> tuple[str, ...]:
 
 
 def per_case(cfg: ExperimentConfig, cases: Sequence[str], progress: bool, name: str,
-             compute: Callable[[Attacked, str], pd.DataFrame], key_sections: Sequence[str] = ("eval",),
-             **key: object) -> pd.DataFrame:
-    """The skeleton of a per-case experiment: the missing pre-trained models and attacks computed side by
-    side (:func:`~fmlbd.workers.cache_side_by_side`), then per case load the attack and load or ``compute(attacked, case)`` the cached table ``name``, keyed by
-    the attack, the case, the whole ``key_sections`` of ``cfg`` and ``key``."""
+             compute: Callable[[Attacked, str], pd.DataFrame], **key: object) -> pd.DataFrame:
+    """The skeleton of a per-case experiment: the missing pre-trained models and attacks computed side
+    by side (:func:`~fmlbd.workers.cache_side_by_side`), then per case load the attack and load or
+    ``compute(attacked, case)`` the cached table ``name`` (:func:`~fmlbd.cache.cached_table`: keyed by
+    the whole config and ``compute``'s code), keyed also by the attack, the case and ``key``."""
     cases = check_cases(cases)
     cache_side_by_side(attack, [(cfg, case) for case in cases], progress)
     tables = []
     for case in cases:
         att = attack(cfg, case, progress)
-        full_key = {"attack": att.path.name, "case": case} | sections(cfg, *key_sections) | key
-        tables.append(cached_table(cfg, name, full_key, lambda: compute(att, case)))
+        tables.append(cached_table(cfg, name, {"attack": att.path.name, "case": case} | key,
+                                   partial(compute, att, case)))
     return pd.concat(tables, ignore_index=True)
