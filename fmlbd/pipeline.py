@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pandas as pd
 from tqdm import tqdm
@@ -30,6 +30,7 @@ from .codebase import code_version
 from .config import ConfigError, ExperimentConfig
 from .errors import CacheError
 from .evaluation import main_task_accuracies
+from .federated import Federation, RoundRecord
 from .functional import Params, all_finite
 from .models import ConvNet
 from .results import atomic_torch_save, cache_contents, load_torch, write_json
@@ -86,14 +87,31 @@ def _check_finite(cfg: ExperimentConfig, params: Params, round_: int, stage: str
             f"lower {'the boost or ' if blame else ''}a learning rate and rerun (nothing was cached)")
 
 
+def benign_rounds(cfg: ExperimentConfig, federation: Federation, model: ConvNet,
+                  scenario: Scenario) -> Iterator[tuple[RoundRecord, float | None]]:
+    """The training loop, nothing cached: step ``federation`` until its version is
+    ``federation.rounds``, yielding after each round its record and the main-task accuracy
+    (``eval.log_episodes`` episodes) every ``eval.log_every`` rounds and at the last (None between).
+    Non-finite weights at a log point raise :class:`TrainingDiverged`."""
+    rounds, log_every = cfg.federation.rounds, cfg.eval.log_every
+    while federation.version < rounds:
+        record = federation.step()
+        acc = None
+        if record.round % log_every == 0 or record.round == rounds:
+            _check_finite(cfg, federation.params, record.round)
+            acc = float(main_task_accuracies(cfg, model, federation.params, scenario, episodes=cfg.eval.log_episodes,
+                                             attention=native_attention(cfg)).mean())
+        yield record, acc
+
+
 def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = True, position: int = 0,
              on_log: Callable[[int, float, Params], None] | None = None,
              on_round: Callable[[int], None] | None = None) -> Trained:
-    """Benign federated meta-training for ``cfg.federation.rounds`` rounds, cached and resumable.
+    """Benign federated meta-training for ``cfg.federation.rounds`` rounds (:func:`benign_rounds`),
+    cached and resumable.
 
     Every client (the adversary too) trains benignly on its own classes. The
-    main-task accuracy (``eval.log_episodes`` episodes) is logged every
-    ``eval.log_every`` rounds and at the end. A checkpoint is written every
+    main-task accuracy of :func:`benign_rounds` is logged. A checkpoint is written every
     ``federation.checkpoint_every`` rounds; rerunning after an interruption resumes
     from it and gives the same result as an uninterrupted run. ``on_log(round, seconds, params)``
     is called at each log point (seconds: training time so far, logging included), ``on_round(round)``
@@ -126,27 +144,21 @@ def pretrain(cfg: ExperimentConfig, case: str | None = None, progress: bool = Tr
             rows, elapsed = saved["log"], saved["elapsed"]
     write_json({"config": cfg.to_dict(), "scenario": scenario.fingerprint()}, path / "config.json")
 
-    rounds = cfg.federation.rounds
-    log_every, log_episodes = cfg.eval.log_every, cfg.eval.log_episodes
     start = time.perf_counter()
-    bar = tqdm(total=rounds, initial=federation.version, disable=not progress, unit="round", position=position,
-               desc=f"pretrain [{cfg.profile}] case ({case or cfg.case})")
+    bar = tqdm(total=cfg.federation.rounds, initial=federation.version, disable=not progress, unit="round",
+               position=position, desc=f"pretrain [{cfg.profile}] case ({case or cfg.case})")
     try:
-        while federation.version < rounds:
-            record = federation.step()
+        for record, acc in benign_rounds(cfg, federation, model, scenario):
             bar.update(1)
             if on_round is not None:
                 on_round(record.round)
-            if record.round % log_every == 0 or record.round == rounds:
-                _check_finite(cfg, federation.params, record.round)
-                acc = float(main_task_accuracies(cfg, model, federation.params, scenario, episodes=log_episodes,
-                                                 attention=native_attention(cfg)).mean())
+            if acc is not None:
                 rows.append({"round": record.round, "time_s": elapsed + time.perf_counter() - start,
                              "metric": "main_task_acc", "value": acc})
                 if on_log is not None:
                     on_log(record.round, rows[-1]["time_s"], federation.params)
                 bar.set_postfix(acc=f"{acc:.3f}")
-            if record.round % cfg.federation.checkpoint_every == 0 or record.round == rounds:
+            if record.round % cfg.federation.checkpoint_every == 0 or record.round == cfg.federation.rounds:
                 _check_finite(cfg, federation.params, record.round)
                 atomic_torch_save({"state": federation.state_dict(), "log": rows,
                                    "elapsed": elapsed + time.perf_counter() - start}, checkpoint)

@@ -1,8 +1,10 @@
-"""Shared fixtures: the real minimal Omniglot zips and small generated datasets in the upstream formats."""
+"""Shared fixtures: the real minimal Omniglot zips, the smoke profile's models trained once per session,
+and small generated datasets in the upstream formats."""
 from __future__ import annotations
 
 import io
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -10,7 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fmlbd import pipeline
 from fmlbd.data import OMNIGLOT_MD5, OMNIGLOT_SOURCES, md5sum
+from tests.helpers import smoke
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = OMNIGLOT_SOURCES["minimal"]
@@ -37,6 +41,24 @@ def omniglot_root(tmp_path_factory) -> Path:
     for z in MINIMAL:
         (root / "omniglot" / z).symlink_to(source / z)
     return root
+
+
+@pytest.fixture(scope="session")
+def smoke_models(omniglot_root, tmp_path_factory) -> Path:
+    """A results folder holding the smoke profile's pre-trained models and attacks of cases (a) and (b)
+    (:func:`tests.helpers.smoke`), trained once per test session."""
+    results = tmp_path_factory.mktemp("smoke-models")
+    for case in ("a", "b"):
+        pipeline.attack(smoke(omniglot_root, results), case, progress=False)
+    return results
+
+
+@pytest.fixture
+def smoke_cached(omniglot_root, tmp_path, smoke_models):
+    """``smoke(omniglot_root, tmp_path)`` whose cache starts as a copy of :func:`smoke_models`' (the
+    test may change its own copy): its pre-trained models and attacks load instead of training."""
+    shutil.copytree(smoke_models / "cache", tmp_path / "cache")
+    return smoke(omniglot_root, tmp_path)
 
 
 def png_bytes(array: np.ndarray) -> bytes:

@@ -80,8 +80,8 @@ def test_defense_api_cannot_receive_other_clients_updates():
     assert not any("federated" in (m or "") for m in imported)
 
 
-def test_defended_federation_shares_features_only(omniglot_root, tmp_path):
-    cfg = smoke(omniglot_root, tmp_path)
+def test_defended_federation_shares_features_only(omniglot_root, tmp_path, smoke_cached):
+    cfg = smoke_cached
     defended = defenses.defended_config(cfg)
     assert defended.meta.algorithm == "matching" and defended.meta.inner_steps == cfg.defense.train_inner_steps
     assert defended.meta.shots == cfg.defense.train_shots
@@ -103,8 +103,8 @@ def test_defended_federation_shares_features_only(omniglot_root, tmp_path):
     assert all(torch.equal(other.before[k], att.before[k]) for k in att.before)
 
 
-def test_defense_experiments_produce_tidy_tables(omniglot_root, tmp_path):
-    cfg = smoke(omniglot_root, tmp_path)
+def test_defense_experiments_produce_tidy_tables(omniglot_root, tmp_path, smoke_cached):
+    cfg = smoke_cached
     table = defenses.defense_comparison(cfg, ("a",), progress=False)
     methods = ["fine-tuning", "matching, shared head", "matching, shared features"]
     assert list(table["method"].unique()) == methods

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fmlbd import evaluation, metrics, pipeline, registry, workers
+from fmlbd import builders, evaluation, metrics, pipeline, registry, workers
 from fmlbd.experiments import attack as attacks, persistence
 from fmlbd.config import ConfigError, with_overrides
 from fmlbd.evaluation import METRICS
@@ -21,6 +21,21 @@ def test_pretrain_is_cached(omniglot_root, tmp_path):
     assert again.minutes == 0.0 and again.path == first.path
     for k, v in first.params.items():
         assert torch.equal(v, again.params[k])
+
+
+def test_the_training_loop_caches_nothing_and_trains_what_pretrain_caches(omniglot_root, tmp_path):
+    cfg = smoke(omniglot_root, tmp_path / "loop")
+    scenario = builders.build_scenario(cfg)
+    model = builders.build_model(cfg, scenario)
+    with builders.make_federation(cfg, model, builders.initial_params(cfg, model),
+                                  builders.benign_clients(cfg, scenario)) as federation:
+        steps = list(pipeline.benign_rounds(cfg, federation, model, scenario))
+        params = federation.params
+    assert [r.round for r, _ in steps] == [1, 2, 3, 4] and [a is None for _, a in steps] == [True, False, True, False]
+    assert not any(tmp_path.glob("loop/cache/pretrain-*"))
+    cached = pipeline.pretrain(smoke(omniglot_root, tmp_path / "cached"), progress=False)
+    assert all(torch.equal(params[k], cached.params[k]) for k in params)
+    assert list(cached.log["value"]) == [a for _, a in steps if a is not None]
 
 
 def test_cache_is_shared_across_paths_to_the_same_data(omniglot_root, tmp_path):
@@ -47,7 +62,7 @@ def test_interrupted_pretrain_resumes_to_the_same_model(omniglot_root, tmp_path,
     monkeypatch.setattr(Federation, "step", crash_at_round_3)
     with pytest.raises(KeyboardInterrupt):
         pipeline.pretrain(cfg, progress=False)
-    path = next((tmp_path / "resumed" / "cache").iterdir())
+    path = next((tmp_path / "resumed" / "cache").glob("pretrain-*"))
     assert (path / "checkpoint.pt").is_file() and not (path / "final.pt").exists()
     assert load_torch(path / "checkpoint.pt")["state"]["version"] == 2
 
@@ -69,8 +84,8 @@ def test_same_seed_same_accuracies_different_seed_differs(omniglot_root, tmp_pat
     assert not np.array_equal(accs[0], accs[2])
 
 
-def test_attack_metrics_are_the_means_of_the_per_episode_scores(omniglot_root, tmp_path):
-    cfg = smoke(omniglot_root, tmp_path)
+def test_attack_metrics_are_the_means_of_the_per_episode_scores(omniglot_root, tmp_path, smoke_cached):
+    cfg = smoke_cached
     trained = pipeline.pretrain(cfg, progress=False)
     args = (cfg, trained.model, trained.params, trained.scenario, "a")
     scores, means = evaluation.attack_scores(*args), evaluation.attack_metrics(*args)
@@ -82,8 +97,8 @@ def test_attack_metrics_are_the_means_of_the_per_episode_scores(omniglot_root, t
     assert table.loc["backdoor_val_acc", "ci95"] == pytest.approx(1.96 * m.std(ddof=1) / len(m) ** 0.5)
 
 
-def test_main_task_table_reports_mean_and_ci(omniglot_root, tmp_path):
-    cfg = smoke(omniglot_root, tmp_path)
+def test_main_task_table_reports_mean_and_ci(omniglot_root, tmp_path, smoke_cached):
+    cfg = smoke_cached
     trained = pipeline.pretrain(cfg, progress=False)
     table = evaluation.main_task_table(cfg, trained.model, trained.params, trained.scenario, shots=(1, 5))
     assert list(table["shots"]) == [1, 5] and (table["episodes"] == cfg.eval.episodes).all()
@@ -95,8 +110,8 @@ def test_eval_ways_larger_than_a_trained_head_is_rejected(omniglot_root, tmp_pat
         smoke(omniglot_root, tmp_path, **{"eval.ways": 6, "meta.zero_head": False})
 
 
-def test_a_zeroed_head_is_rebuilt_for_wider_meta_test_episodes(omniglot_root, tmp_path):
-    cfg = smoke(omniglot_root, tmp_path)
+def test_a_zeroed_head_is_rebuilt_for_wider_meta_test_episodes(omniglot_root, tmp_path, smoke_cached):
+    cfg = smoke_cached
     trained = pipeline.pretrain(cfg, progress=False)
     table = evaluation.main_task_table(cfg, trained.model, trained.params, trained.scenario, (1,), (5, 20))
     assert list(table["ways"]) == [5, 20] and ((table["value"] >= 0) & (table["value"] <= 1)).all()
@@ -105,8 +120,8 @@ def test_a_zeroed_head_is_rebuilt_for_wider_meta_test_episodes(omniglot_root, tm
     assert episode.ways == 20 and wide(episode)(episode.query_x).max() >= 5  # a 5-output head could not say it
 
 
-def test_attack_experiments_produce_tidy_tables(omniglot_root, tmp_path):
-    cfg = smoke(omniglot_root, tmp_path)
+def test_attack_experiments_produce_tidy_tables(omniglot_root, tmp_path, smoke_cached):
+    cfg = smoke_cached
     att = pipeline.attack(cfg, "a", progress=False)
     assert att.round > cfg.federation.rounds and att.state["version"] == att.round
     assert att.state["clients"][0] == {"sent": 1} and att.first_round == att.round
@@ -128,8 +143,8 @@ def test_attack_experiments_produce_tidy_tables(omniglot_root, tmp_path):
     assert np.allclose(cached["value"], ft["value"])
 
 
-def test_attack_draws_resample_only_the_adversary(omniglot_root, tmp_path):
-    cfg = smoke(omniglot_root, tmp_path)
+def test_attack_draws_resample_only_the_adversary(omniglot_root, tmp_path, smoke_cached):
+    cfg = smoke_cached
     att = pipeline.attack(cfg, "a", progress=False)
     other = pipeline.attack(smoke(omniglot_root, tmp_path, **{"attack.draw": 1}), "a", progress=False)
     assert other.trained.path == att.trained.path and other.path != att.path and other.round == att.round
@@ -161,7 +176,7 @@ def test_finetune_failure_scores_a_step_grid_that_agrees_with_every_step(omniglo
         smoke(omniglot_root, tmp_path, **{"measure.finetune_eval_every": 0})
 
 
-def test_main_task_accuracy_is_remembered_per_weights(omniglot_root, tmp_path):
+def test_main_task_accuracy_is_saved_per_weights(omniglot_root, tmp_path):
     cfg = smoke(omniglot_root, tmp_path)
     trained = pipeline.pretrain(cfg, progress=False)
     model, scenario = trained.model, trained.scenario
@@ -174,12 +189,17 @@ def test_main_task_accuracy_is_remembered_per_weights(omniglot_root, tmp_path):
     assert np.array_equal(again, metrics.episode_accuracies(evaluation.adapter(cfg, model, trained.params), eps))
     scrambled = {k: torch.randn_like(v) for k, v in trained.params.items()}
     assert evaluation.params_digest(scrambled) != evaluation.params_digest(trained.params)
+    before = set(tmp_path.glob("cache/main-task/*.npy"))
     assert np.array_equal(evaluation.main_task_accuracies(cfg, model, scrambled, scenario),
                           metrics.episode_accuracies(evaluation.adapter(cfg, model, scrambled), eps))
+    assert len(set(tmp_path.glob("cache/main-task/*.npy")) - before) == 1  # other weights: another file
+    for path in before:
+        path.write_bytes(path.read_bytes()[:20])  # a cut file is computed again
+    assert np.array_equal(evaluation.main_task_accuracies(cfg, model, trained.params, scenario), again)
 
 
-def test_chance_control_scores_keyed_and_clean_images(omniglot_root, tmp_path):
-    cfg = smoke(omniglot_root, tmp_path)
+def test_chance_control_scores_keyed_and_clean_images(omniglot_root, tmp_path, smoke_cached):
+    cfg = smoke_cached
     table = attacks.chance_control(cfg, ("a",), progress=False)
     assert sorted(set(table["images"])) == ["clean", "keyed"] and len(table) == 4
     assert table["value"].between(0, 1).all()
@@ -208,8 +228,8 @@ def test_pretrain_cases_trains_missing_models_in_parallel_processes(omniglot_roo
             assert torch.equal(parallel.params[k], v)
 
 
-def test_boost_experiment_compares_the_boosted_update_with_a_plain_one(omniglot_root, tmp_path):
-    cfg = smoke(omniglot_root, tmp_path)
+def test_boost_experiment_compares_the_boosted_update_with_a_plain_one(omniglot_root, tmp_path, smoke_cached):
+    cfg = smoke_cached
     table = registry.get("boost")(cfg, ("a",), progress=False)
     assert sorted(set(table["boost"])) == [1.0, cfg.federation.buffer_size] and len(table) == 2 * 4
     boosted = table[table["boost"] == cfg.federation.buffer_size].drop(columns="boost").reset_index(drop=True)

@@ -8,8 +8,8 @@ from fmlbd.experiments.defense import defended_config
 from tests.helpers import smoke
 
 
-def test_walkthrough_steps_replay_the_pipeline(omniglot_root, tmp_path):
-    cfg = smoke(omniglot_root, tmp_path)
+def test_walkthrough_steps_replay_the_pipeline(omniglot_root, tmp_path, smoke_cached):
+    cfg = smoke_cached
     shown = walkthrough.small_episodes(cfg, build_scenario(cfg))
     poisoned, keyed_support, keyed_query = shown["adversary (client 0)"]
     assert keyed_support.sum() == keyed_query.sum() == 2 and not shown["benign client 1"][2].any()
@@ -54,8 +54,8 @@ def test_each_rule_on_the_attack_round_shows_what_it_drops_or_shrinks(omniglot_r
         "step_cos_poisoned"].iloc[0]
 
 
-def test_the_benign_timeline_counts_staleness_from_the_version_each_update_trained_on(omniglot_root, tmp_path):
-    cfg = smoke(omniglot_root, tmp_path)
+def test_the_benign_timeline_counts_staleness_from_the_version_each_update_trained_on(omniglot_root, tmp_path, smoke_cached):
+    cfg = smoke_cached
     timeline = walkthrough.benign_timeline(cfg, rounds=6)
     assert list(timeline.groupby("round").size()) == [cfg.federation.buffer_size] * 6
     assert (timeline["staleness"] == timeline["round"] - 1 - timeline["base_version"]).all()
