@@ -70,7 +70,7 @@ LAYERS: dict[str, set[str]] = {
     "server": {"fmlbd.aggregation", "fmlbd.federated"},
     "wiring": {"fmlbd.builders"},
     "metrics": {"fmlbd.metrics", "fmlbd.evaluation", "fmlbd.fingerprint"},
-    "pipeline": {"fmlbd.shipped", "fmlbd.pipeline", "fmlbd.workers", "fmlbd.walkthrough"},
+    "pipeline": {"fmlbd.shipped", "fmlbd.pipeline", "fmlbd.workers", "fmlbd.runner", "fmlbd.walkthrough"},
     "plots": {"fmlbd.plots", "fmlbd.mechanism_plots"},
     "experiments": {"fmlbd.experiments", "fmlbd.experiments.spec", "fmlbd.experiments.attack",
                     "fmlbd.experiments.persistence", "fmlbd.experiments.defense", "fmlbd.experiments.server",
@@ -112,6 +112,16 @@ def test_the_layer_check_finds_a_planted_upward_import(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "MODULES", sorted(package.glob("*.py")))
     graph = {module_name(p): imports(p) for p in MODULES}
     assert upward(graph) == ["fmlbd.data (data) imports fmlbd.pipeline (pipeline)"]
+
+
+def test_experiments_leave_scheduling_and_caching_to_the_runner():
+    """Experiments list their tables; fmlbd.runner computes what is missing side by side and caches."""
+    graph = {module_name(p): imports(p) for p in MODULES}
+    orchestration = {"fmlbd.workers", "fmlbd.cache", "fmlbd.parallel"}
+    science = [m for m in graph if m.startswith("fmlbd.experiments")]
+    # pmap within a computation: the episodes of one table side by side, summed in order (same numbers)
+    assert {m: sorted(graph[m] & orchestration) for m in science if graph[m] & orchestration} == {
+        "fmlbd.experiments.defense": ["fmlbd.parallel"], "fmlbd.experiments.persistence": ["fmlbd.parallel"]}
 
 
 def test_choices_are_defined_once():

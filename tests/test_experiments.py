@@ -271,3 +271,22 @@ def test_server_rules_table_and_which_rules_stop_the_attack(omniglot_root, tmp_p
     pd.testing.assert_frame_equal(table, again)
     krum = server.rule_config(cfg, "multi_krum", "disguised", 1)
     assert (krum.federation.aggregation, krum.attack.draw, krum.attack.disguise_z) == ("multi_krum", 1, 1.0)
+
+
+def test_the_runner_loads_each_stage_result_once_and_keys_tables_by_case(omniglot_root, tmp_path, smoke_cached,
+                                                                         monkeypatch):
+    from fmlbd import runner
+    from fmlbd.experiments import server
+
+    cfg = smoke_cached
+    loads = []
+    real = runner.STAGES["attacked"]
+    monkeypatch.setitem(runner.STAGES, "attacked", runner.Stage(
+        lambda c, case, progress: loads.append(case) or real.load(c, case, progress), real.prepare, real.key))
+    tables = runner.run([runner.Table(name, "attacked", cfg, case, lambda att, case: pd.DataFrame({"case": [case]}),
+                                      {"case": case}) for case in ("a", "b") for name in ("first", "second")], False)
+    assert loads == ["a", "b"] and [t["case"].item() for t in tables] == ["a", "a", "b", "b"]
+    # cases (a) and (c) share their pre-trained model: each still gets its own rows
+    cost = server.rule_cost(cfg, ("a", "c"), False, ("mean",))
+    assert list(dict.fromkeys(cost["case"])) == ["a", "c"]
+    assert cost[cost["case"] == "a"]["value"].tolist() == cost[cost["case"] == "c"]["value"].tolist()

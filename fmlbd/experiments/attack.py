@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pandas as pd
 
-from .. import builders, pipeline, plots
+from .. import builders, plots
 from ..attention import Attention
 from ..evaluation import METRICS, attention_key, attack_metrics, metric_rows
+from ..runner import prepare
 from ..splits import CASES
-from ..workers import cache_side_by_side
 from .spec import Experiment, check_cases, per_case
 
 
@@ -43,7 +43,7 @@ def attack_draws(cfg, cases=("a", "b"), progress: bool = True, attention: Attent
     training. One draw is one sample of the attack's outcome; this shows its spread.
     Tidy rows: case, draw, attack_round, metric, value."""
     configs = [replace(cfg, attack=replace(cfg.attack, draw=draw)) for draw in range(cfg.measure.draws)]
-    cache_side_by_side(pipeline.attack, [(c, case) for c in configs for case in check_cases(cases)], progress)
+    prepare([("attacked", c, case) for c in configs for case in check_cases(cases)], progress)
     tables = []
     for draw, c in enumerate(configs):
         table = one_shot_attack(c, cases, progress, attention, phases=("after",))

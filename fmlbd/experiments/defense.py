@@ -19,11 +19,11 @@ from ..metrics import (BACKDOOR_MARGIN, BACKDOOR_METRICS, MAIN_TASK_MARGIN, accu
                        score_backdoor_predictions)
 from ..parallel import pmap
 from ..pipeline import attack
+from ..runner import prepare
 from ..splits import CASES
-from ..workers import pretrain_cases
 from .attack import attack_draws, no_attack_level, one_shot_attack
 from .persistence import dampening
-from .spec import Experiment, per_case
+from .spec import Experiment, check_cases, per_case
 
 
 def defended_config(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -64,7 +64,7 @@ def defense_comparison(cfg, cases=CASES, progress: bool = True, attention: Atten
     """
     attention = attention or default_attention(cfg)
     defended = defended_config(cfg)
-    pretrain_cases(cfg, cases, progress, also=defended)
+    prepare([("attacked", c, case) for c in dict.fromkeys((cfg, defended)) for case in check_cases(cases)], progress)
     tables = [one_shot_attack(cfg, cases, progress).assign(method="fine-tuning"),
               one_shot_attack(cfg, cases, progress, attention).assign(method="matching, shared head")]
     if defended != cfg:

@@ -8,16 +8,14 @@ from tqdm import tqdm
 from .. import plots
 from ..attention import Attention
 from ..builders import attack_sets
-from ..cache import cached_table
 from ..evaluation import METRICS, attention_key, attack_metrics, backdoor_test_episodes, main_episodes, metric_rows
 from ..functional import predict, support_buffers
 from ..meta import finetune
 from ..metrics import BACKDOOR_METRICS, accuracy, score_backdoor_episode
 from ..parallel import pmap
-from ..pipeline import attack, dampening_snapshots
 from ..results import first_below
+from ..runner import Table, run
 from ..splits import CASES
-from ..workers import cache_side_by_side
 from .attack import no_attack_level, one_shot_attack
 from .spec import Experiment, check_cases, per_case
 
@@ -29,17 +27,15 @@ def dampening(cfg, cases=CASES, progress: bool = True, attention: Attention | No
 
     Tidy rows: case, round (rounds since the attack round; 0 = right after it), metric, value.
     """
-    def compute(att, case):
-        out = []
-        for r, params in dampening_snapshots(cfg, case, progress).items():
-            metrics = attack_metrics(cfg, att.trained.model, params, att.trained.scenario, case,
-                                     cfg.measure.curve_episodes, attention)
+    def compute(dampened, case):
+        trained, out = dampened.attacked.trained, []
+        for r, params in dampened.snapshots.items():
+            metrics = attack_metrics(cfg, trained.model, params, trained.scenario, case, cfg.measure.curve_episodes,
+                                     attention)
             out += metric_rows(case, "round", r, metrics)
         return pd.DataFrame(out)
 
-    cases = check_cases(cases)
-    cache_side_by_side(dampening_snapshots, [(cfg, case) for case in cases], progress)
-    return per_case(cfg, cases, progress, "dampening", compute, attention=attention_key(attention))
+    return per_case(cfg, cases, progress, "dampening", compute, "dampened", attention=attention_key(attention))
 
 
 def finetune_steps_scored(cfg) -> list[int]:
@@ -84,36 +80,34 @@ def finetune_failure(cfg, cases=CASES, progress: bool = True) -> pd.DataFrame:
 
     Tidy rows: case, step (0 = before fine-tuning), metric, value.
     """
-    cases = check_cases(cases)
     trials = cfg.measure.finetune_trials
-    tables = []
-    cache_side_by_side(attack, [(cfg, case) for case in cases], progress)
-    for case in cases:
-        att = attack(cfg, case, progress)
+
+    def main_curve(att, case):
         model, scenario = att.trained.model, att.trained.scenario
 
-        def main_curve():
-            def score(ep, p):
-                return accuracy(predict(model, p, support_buffers(model, p, ep.support_x), ep.query_x), ep.query_y)
-            return _finetune_curve(cfg, model, att.after, main_episodes(cfg, scenario, episodes=trials), score,
-                                   ["main_task_acc"], "fine-tuning, main task", progress)
+        def score(ep, p):
+            return accuracy(predict(model, p, support_buffers(model, p, ep.support_x), ep.query_x), ep.query_y)
+        return _finetune_curve(cfg, model, att.after, main_episodes(cfg, scenario, episodes=trials), score,
+                               ["main_task_acc"], "fine-tuning, main task", progress)
 
-        def backdoor_curve():
-            sets = attack_sets(cfg, scenario)
+    def backdoor_curve(att, case):
+        model, scenario = att.trained.model, att.trained.scenario
+        sets = attack_sets(cfg, scenario)
 
-            def score(ep, p):
-                buffers = support_buffers(model, p, ep.support_x)
-                s = score_backdoor_episode(lambda x: predict(model, p, buffers, x), ep, sets, scenario.target_class,
-                                           case)
-                return [s[m] for m in BACKDOOR_METRICS]
+        def score(ep, p):
+            buffers = support_buffers(model, p, ep.support_x)
+            s = score_backdoor_episode(lambda x: predict(model, p, buffers, x), ep, sets, scenario.target_class, case)
+            return [s[m] for m in BACKDOOR_METRICS]
 
-            eps = backdoor_test_episodes(cfg, scenario, case, episodes=trials)
-            return _finetune_curve(cfg, model, att.after, eps, score, list(BACKDOOR_METRICS),
-                                   f"fine-tuning case ({case})", progress)
+        eps = backdoor_test_episodes(cfg, scenario, case, episodes=trials)
+        return _finetune_curve(cfg, model, att.after, eps, score, list(BACKDOOR_METRICS), f"fine-tuning case ({case})",
+                               progress)
 
-        main = cached_table(cfg, "finetune-main", {"attack": att.path.name}, main_curve)
-        backdoor = cached_table(cfg, "finetune-backdoor", {"attack": att.path.name, "case": case},
-                                backdoor_curve)
+    cases = check_cases(cases)  # the main task's curve does not depend on the case: (a) and (c) share it
+    curves = run([Table(name, "attacked", cfg, case, compute, key) for case in cases for name, compute, key in (
+        ("finetune-main", main_curve, {}), ("finetune-backdoor", backdoor_curve, {"case": case}))], progress)
+    tables = []
+    for case, main, backdoor in zip(cases, curves[::2], curves[1::2]):
         wide = main.merge(backdoor, on="step")
         tables.append(wide.melt(id_vars="step", value_vars=list(METRICS), var_name="metric").assign(case=case)
                       [["case", "step", "metric", "value"]])

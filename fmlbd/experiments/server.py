@@ -2,18 +2,19 @@
 protocol's attack and against adversaries who know the rule, and what each rule costs without attack."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 
 from .. import plots
 from ..aggregation import AGGREGATIONS
-from ..cache import cached_table
 from ..labels import NO_ATTACK, RIGHT_AFTER
 from ..config import ExperimentConfig, with_overrides
 from ..evaluation import attack_metrics, main_task_accuracies, metric_rows
 from ..metrics import BACKDOOR_MARGIN, MAIN_TASK_MARGIN, mean_ci95
-from ..pipeline import attack, dampening_snapshots, pretrain
-from ..workers import cache_side_by_side, pretrain_jobs
+from ..pipeline import pretrain
+from ..runner import Table, prepare, run
 from .spec import Experiment, check_cases
 
 #: the rules compared (a trimmed mean that drops one update at each end is, with 3 updates per
@@ -68,33 +69,30 @@ def server_rules(cfg, cases=("a", "b"), progress: bool = True, pairs: dict | Non
     rules = [r for r in AGGREGATIONS if any(r in rs for rs in pairs.values())]
     configs = {(r, a, d): rule_config(cfg, r, a, d) for a, rs in pairs.items() for r in rs
                for d in range(cfg.measure.rule_draws)}
-    cache_side_by_side(dampening_snapshots, [(c, case) for c in configs.values() for case in cases], progress)
     end = f"after {cfg.measure.rule_rounds} rounds"
+
+    def no_attack(rule, trained, case):
+        m = attack_metrics(cfg, trained.model, trained.params, trained.scenario, case, cfg.measure.curve_episodes,
+                           main_task=cfg.measure.rule_main_task)
+        return pd.DataFrame(metric_rows(case, "phase", NO_ATTACK, m)).assign(rule=rule, attack="none", draw=0)
+
+    def after(rule, name, draw, c, dampened, case):
+        trained, rows = dampened.attacked.trained, []
+        snapshots = dampened.snapshots
+        for phase, params in ((RIGHT_AFTER, snapshots[0]), (end, snapshots[c.measure.dampening_rounds])):
+            m = attack_metrics(c, trained.model, params, trained.scenario, case, c.measure.curve_episodes,
+                               main_task=c.measure.rule_main_task)
+            rows += metric_rows(case, "phase", phase, m)
+        return pd.DataFrame(rows).assign(rule=rule, attack=name, draw=draw)
+
     tables = []
     for case in cases:
-        for rule in rules:
-            trained = pretrain(rule_config(cfg, rule), case, progress)
-
-            def no_attack():
-                m = attack_metrics(cfg, trained.model, trained.params, trained.scenario, case,
-                                   cfg.measure.curve_episodes, main_task=cfg.measure.rule_main_task)
-                return pd.DataFrame(metric_rows(case, "phase", NO_ATTACK, m)).assign(rule=rule, attack="none",
-                                                                                       draw=0)
-            tables.append(cached_table(cfg, "rule-no-attack", {"model": trained.path.name, "case": case},
-                                       no_attack))
-        for (rule, name, draw), c in configs.items():
-            att = attack(c, case, progress)
-
-            def after(att=att, c=c, rule=rule, name=name, draw=draw):
-                snapshots = dampening_snapshots(c, case, progress=False)
-                rows = []
-                for phase, params in ((RIGHT_AFTER, snapshots[0]), (end, snapshots[c.measure.dampening_rounds])):
-                    m = attack_metrics(c, att.trained.model, params, att.trained.scenario, case,
-                                       c.measure.curve_episodes, main_task=c.measure.rule_main_task)
-                    rows += metric_rows(case, "phase", phase, m)
-                return pd.DataFrame(rows).assign(rule=rule, attack=name, draw=draw)
-            tables.append(cached_table(cfg, "rule-attack", {"attack": att.path.name, "case": case}, after))
-    return pd.concat(tables, ignore_index=True)[["case", "rule", "attack", "draw", "phase", "metric", "value"]]
+        tables += [Table("rule-no-attack", "pretrained", cfg, case, partial(no_attack, rule), {"case": case},
+                         rule_config(cfg, rule)) for rule in rules]
+        tables += [Table("rule-attack", "dampened", cfg, case, partial(after, *run_of, c), {"case": case}, c)
+                   for run_of, c in configs.items()]
+    return pd.concat(run(tables, progress), ignore_index=True)[["case", "rule", "attack", "draw", "phase", "metric",
+                                                                 "value"]]
 
 
 def rule_cost(cfg, cases=("a", "b"), progress: bool = True, rules=RULES) -> pd.DataFrame:
@@ -106,23 +104,23 @@ def rule_cost(cfg, cases=("a", "b"), progress: bool = True, rules=RULES) -> pd.D
     Tidy rows: case, rule, metric ("main_task_acc", "main_task_ci95", "rounds_to_mean_acc"), value.
     """
     cases = check_cases(cases)
-    pretrain_jobs([(rule_config(cfg, rule), case) for rule in rules for case in cases], progress)
+    prepare([("pretrained", rule_config(cfg, rule), case) for rule in dict.fromkeys(("mean", *rules))
+             for case in cases], progress)
+
+    def compute(rule, goal, trained, case):
+        acc, half = mean_ci95(main_task_accuracies(cfg, trained.model, trained.params, trained.scenario))
+        log = trained.log.sort_values("round")
+        reached = log[log["value"] >= goal]["round"]
+        return pd.DataFrame([{"case": case, "rule": rule, "metric": m, "value": v} for m, v in (
+            ("main_task_acc", acc), ("main_task_ci95", half),
+            ("rounds_to_mean_acc", float(reached.iloc[0]) if len(reached) else np.nan))])
+
     tables = []
     for case in cases:
-        reference = pretrain(rule_config(cfg, "mean"), case, progress).log
-        goal = reference.sort_values("round")["value"].iloc[-1]
-        for rule in rules:
-            trained = pretrain(rule_config(cfg, rule), case, progress)
-
-            def compute(trained=trained, rule=rule):
-                acc, half = mean_ci95(main_task_accuracies(cfg, trained.model, trained.params, trained.scenario))
-                log = trained.log.sort_values("round")
-                reached = log[log["value"] >= goal]["round"]
-                return pd.DataFrame([{"case": case, "rule": rule, "metric": m, "value": v} for m, v in (
-                    ("main_task_acc", acc), ("main_task_ci95", half),
-                    ("rounds_to_mean_acc", float(reached.iloc[0]) if len(reached) else np.nan))])
-            tables.append(cached_table(cfg, "rule-cost", {"model": trained.path.name, "goal": goal}, compute))
-    return pd.concat(tables, ignore_index=True)
+        goal = pretrain(rule_config(cfg, "mean"), case, progress).log.sort_values("round")["value"].iloc[-1]
+        tables += [Table("rule-cost", "pretrained", cfg, case, partial(compute, rule, goal),
+                         {"case": case, "goal": goal}, rule_config(cfg, rule)) for rule in rules]
+    return pd.concat(run(tables, progress), ignore_index=True)
 
 
 def spread(table: pd.DataFrame) -> pd.DataFrame:

@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from ..cache import cached_table
 from ..config import ExperimentConfig
-from ..pipeline import Attacked, attack
+from ..runner import Table, run
 from ..splits import CASES
-from ..workers import cache_side_by_side
 
 Run = Callable[[ExperimentConfig, Sequence[str], bool], pd.DataFrame]
 
@@ -57,16 +54,9 @@ def check_cases(cases: Sequence[str]) -> tuple[str, ...]:
 
 
 def per_case(cfg: ExperimentConfig, cases: Sequence[str], progress: bool, name: str,
-             compute: Callable[[Attacked, str], pd.DataFrame], **key: object) -> pd.DataFrame:
-    """The skeleton of a per-case experiment: the missing pre-trained models and attacks computed side
-    by side (:func:`~fmlbd.workers.cache_side_by_side`), then per case load the attack and load or
-    ``compute(attacked, case)`` the cached table ``name`` (:func:`~fmlbd.cache.cached_table`: keyed by
-    the whole config and ``compute``'s code), keyed also by the attack, the case and ``key``."""
-    cases = check_cases(cases)
-    cache_side_by_side(attack, [(cfg, case) for case in cases], progress)
-    tables = []
-    for case in cases:
-        att = attack(cfg, case, progress)
-        tables.append(cached_table(cfg, name, {"attack": att.path.name, "case": case} | key,
-                                   partial(compute, att, case)))
-    return pd.concat(tables, ignore_index=True)
+             compute: Callable[[Any, str], pd.DataFrame], stage: str = "attacked", **key: object) -> pd.DataFrame:
+    """The skeleton of a per-case experiment: the table ``name`` of each case, ``compute(result, case)``
+    of the result of ``stage`` (:data:`fmlbd.runner.STAGES`; default: the attack), cached under the
+    case and ``key`` (:func:`fmlbd.runner.run`)."""
+    tables = [Table(name, stage, cfg, case, compute, {"case": case} | key) for case in check_cases(cases)]
+    return pd.concat(run(tables, progress), ignore_index=True)
