@@ -10,7 +10,14 @@ from typing import Callable
 import numpy as np
 
 from .evasion import shape_update
+from .functional import Params
 from .meta import local_meta_train
+
+
+def boosted_delta(local: Params, params: Params, boost: float) -> Params:
+    """The adversary's upload: ``boost`` x (its locally trained weights - the global weights it started
+    from), tensor by tensor. Boosted by the buffer size, it outweighs the other updates of its round."""
+    return {k: boost * (local[k] - params[k]) for k in params}
 
 
 @dataclass
@@ -60,7 +67,7 @@ class MaliciousClient:
         if self.attacked or version < self.attack_version:
             return self.benign.local_update(model, params, version, rng)
         local = local_meta_train(model, params, self.poison_sample, self.meta_cfg, self.attack_iterations, rng)
-        delta = {k: self.boost * (local[k] - params[k]) for k in params}
+        delta = boosted_delta(local, params, self.boost)
         if self.norm_cap is not None or self.disguise_z is not None:
             benign = [self.benign.local_update(model, params, version, rng)[0] for _ in range(self.benign_samples)]
             delta = shape_update(delta, benign, self.norm_cap, self.disguise_z)

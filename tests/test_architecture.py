@@ -78,7 +78,8 @@ LAYERS: dict[str, set[str]] = {
     "flower": {"fmlbd.flower", "fmlbd.flower.records", "fmlbd.flower.coordinator", "fmlbd.flower.client_app",
                "fmlbd.flower.faulty_client", "fmlbd.flower.server_app", "fmlbd.flower.simulation",
                "fmlbd.flower.credentials", "fmlbd.flower.deployment", "fmlbd.flower.gate"},
-    "teaching": {"fmlbd.report", "fmlbd.exercises", "fmlbd.site", "fmlbd.reproduce"},
+    "teaching": {"fmlbd.report", "fmlbd.exercises", "fmlbd.site", "fmlbd.reproduce", "fmlbd.lab", "fmlbd.lab.grading",
+                 "fmlbd.lab.tasks"},
     "entry points": {"fmlbd.cli", "fmlbd.__main__", "fmlbd.flower.__main__"},
 }
 
@@ -150,3 +151,11 @@ def test_no_test_module_is_imported_by_another_or_by_a_benchmark(tmp_path):
     planted.write_text("from tests.test_bad_input import CLI_PROBES\nfrom tests import test_meta\nfrom . import test_data\n")
     assert imported_test_modules([planted]) == ["bench.py imports tests.test_bad_input", "bench.py imports test_meta",
                                                 "bench.py imports test_data"]
+
+
+def test_every_subpackage_travels_in_the_wheel():
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {module_name(p) for p in MODULES if p.name == "__init__.py"}
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages in pyproject.toml"
