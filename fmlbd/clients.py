@@ -51,6 +51,7 @@ class MaliciousClient:
     norm_cap: float | None = None
     disguise_z: float | None = None
     benign_samples: int = 3
+    upload: Callable[[Params, Params, float], Params] = boosted_delta  #: (local, global, boost) -> the update sent
     sent: int = 0  # poisoned updates sent so far
 
     def __post_init__(self):
@@ -67,7 +68,7 @@ class MaliciousClient:
         if self.attacked or version < self.attack_version:
             return self.benign.local_update(model, params, version, rng)
         local = local_meta_train(model, params, self.poison_sample, self.meta_cfg, self.attack_iterations, rng)
-        delta = boosted_delta(local, params, self.boost)
+        delta = self.upload(local, params, self.boost)
         if self.norm_cap is not None or self.disguise_z is not None:
             benign = [self.benign.local_update(model, params, version, rng)[0] for _ in range(self.benign_samples)]
             delta = shape_update(delta, benign, self.norm_cap, self.disguise_z)

@@ -51,6 +51,11 @@ class MatchingNetworkDefense:
         return call(self.model, self.params, self.buffers, x, train=False, features=True)
 
     @torch.no_grad()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, D]`` features of images ``x`` (not normalised), under the support set's statistics."""
+        return self._features(x)
+
+    @torch.no_grad()
     def similarity(self, query_x: torch.Tensor) -> torch.Tensor:
         """``[Q, S]`` cosine similarity of each query's features to each stored support feature."""
         return F.normalize(self._features(query_x), dim=1) @ self.support_features.T

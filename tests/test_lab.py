@@ -1,10 +1,12 @@
 """The course lab's code tasks: fmlbd's own code passes every check, a stub is "not written yet", and
 each plausible wrong implementation fails a check whose message names what is wrong."""
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
-from fmlbd.lab import tasks as lab
+from fmlbd import cache, pipeline
+from fmlbd.lab import runs, tasks as lab
 from fmlbd.lab.tasks import TASKS
 
 
@@ -122,3 +124,75 @@ def test_wrong_types_of_the_other_tasks_are_named():
 def test_there_is_a_task_for_every_notebook_of_the_series():
     assert sorted(t.notebook for t in TASKS.values()) == ["01", "02", "03", "04", "05", "06", "07"]
     assert all(t.public and t.hidden for t in TASKS.values())
+
+
+# --- each task in its notebook's experiment ------------------------------------------------------------
+
+def cache_files(cfg) -> dict:
+    """Every file under the cache with its size and modification time."""
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in cache.cache_dir(cfg).rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def attacked(smoke_cached):
+    cfg = smoke_cached
+    return cfg, pipeline.attack(cfg, "a", progress=False)
+
+
+RUNS = {
+    "stamp_key": lambda cfg, att, fn: runs.key_on_images(cfg, att, "a", fn),
+    "boosted_update": lambda cfg, att, fn: runs.attack_round_with(cfg, att, "a", fn),
+    "model_distance": lambda cfg, att, fn: runs.distance_over_rounds(cfg, att, "a", fn),
+    "finetune_step": lambda cfg, att, fn: runs.finetune_with(cfg, att, "a", fn, steps=3),
+    "cosine_attention": lambda cfg, att, fn: runs.attention_on_keyed(cfg, att, "a", fn),
+    "clip_updates": lambda cfg, att, fn: runs.clipped_round(cfg, att, fn),
+    "cap_update": lambda cfg, att, fn: runs.capped_update(cfg, att, fn),
+}
+
+
+def yours_and_fmlbds(table: pd.DataFrame, value: str) -> tuple[list, list]:
+    if "implementation" not in table:  # 01: one row per kind of image
+        t = table.set_index("images")[value]
+        return [t["your key"]], [t["fmlbd's key"]]
+    return (table[table["implementation"] == "yours"][value].tolist(),
+            table[table["implementation"] == "fmlbd's"][value].tolist())
+
+
+VALUE = {"stamp_key": "to_target", "boosted_update": "value", "model_distance": "distance", "finetune_step": "p_target",
+         "cosine_attention": "to_target", "clip_updates": "norm_after", "cap_update": "norm"}
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_fmlbds_own_code_in_the_learners_place_gives_fmlbds_result(name, attacked):
+    cfg, att = attacked
+    yours, theirs = yours_and_fmlbds(RUNS[name](cfg, att, TASKS[name].reference), VALUE[name])
+    assert yours == pytest.approx(theirs, rel=1e-5, abs=1e-6)
+
+
+def test_a_wrong_function_shows_another_result_and_never_touches_the_cache(attacked):
+    cfg, att = attacked
+    pipeline.dampening_snapshots(cfg, "a", progress=False)  # fmlbd's own stage, which 03's run reads
+    before = cache_files(cfg)
+    key = runs.key_on_images(cfg, att, "a", lambda images, key: images).set_index("images")["to_target"]
+    assert key["your key"] == key["no key"]  # no key stamped: the images are the clean ones
+    uphill = runs.finetune_with(cfg, att, "a", step_uphill, steps=3)
+    yours, theirs = yours_and_fmlbds(uphill, "p_target")
+    assert yours[0] == theirs[0] and yours[1:] != theirs[1:]
+    clip = runs.clipped_round(cfg, att, clip_coordinates)
+    yours, theirs = yours_and_fmlbds(clip, "norm_after")
+    assert yours != theirs
+    upload = runs.attack_round_with(cfg, att, "a", boost_the_weights)  # the whole local model, boosted
+    yours, theirs = yours_and_fmlbds(upload, "value")
+    assert yours != theirs
+    for name, run in RUNS.items():  # every task's run, with its wrong implementation
+        run(cfg, att, WRONG[name][0])
+    assert cache_files(cfg) == before
+
+
+def test_an_unwritten_or_failing_function_runs_nothing():
+    ran = []
+    shown = runs.outcome("clip_updates", stub, lambda: ran.append(1))
+    assert not ran and not shown.written
+    shown = runs.outcome("clip_updates", clip_coordinates, lambda: ran.append(1))
+    assert not ran and not shown.ok and "to norm 1" in shown._repr_markdown_()
+    assert runs.outcome("cap_update", cap_to_the_mean, lambda: "ran") == "ran"  # passes the public checks
