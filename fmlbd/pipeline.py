@@ -194,6 +194,17 @@ def attack_path(cfg: ExperimentConfig, case: str | None = None) -> Path:
     return cache_dir(cfg) / f"attack-{cache_key(cfg, 'attack', pretrain=pretrained.name)}"
 
 
+def attack_federation(cfg: ExperimentConfig, trained: Trained, clients: list | None = None) -> Federation:
+    """The federation the attack runs in: ``trained``'s final state, its clients those of
+    :func:`~fmlbd.builders.attack_clients` (or ``clients``), the adversary in its draw ``attack.draw``."""
+    clients = attack_clients(cfg, trained.scenario, cfg.federation.rounds) if clients is None else clients
+    federation = make_federation(cfg, trained.model, trained.params, clients)
+    federation.load_state_dict(trained.state)
+    if cfg.attack.draw:
+        federation.reseed_client(0, stream("adversary_draw", cfg.seed, cfg.attack.draw))
+    return federation
+
+
 def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True) -> Attacked:
     """Pre-train (cached), then let the adversary attack; cached like :func:`pretrain`.
 
@@ -210,11 +221,7 @@ def attack(cfg: ExperimentConfig, case: str | None = None, progress: bool = True
             saved = _finite(load_torch(path / "attacked.pt"), path / "attacked.pt")
             return Attacked(trained, saved["before"], saved["state"], saved["round"], path, saved["first_round"])
     poisoned = []
-    with make_federation(cfg, trained.model, trained.params,
-                         attack_clients(cfg, trained.scenario, cfg.federation.rounds)) as federation:
-        federation.load_state_dict(trained.state)
-        if cfg.attack.draw:
-            federation.reseed_client(0, stream("adversary_draw", cfg.seed, cfg.attack.draw))
+    with attack_federation(cfg, trained) as federation:
         while len(poisoned) < cfg.attack.poison_rounds:
             if not poisoned:
                 before = {k: v.clone() for k, v in federation.params.items()}

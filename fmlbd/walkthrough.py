@@ -14,16 +14,15 @@ import torch
 import torch.nn.functional as F
 
 from .backdoor import poisoned_episode
-from .builders import (attack_clients, attack_sets, benign_clients, build_model, build_scenario, episode_sampler,
-                       initial_params, make_federation, poisoned_sampler)
+from .builders import (attack_sets, benign_clients, build_model, build_scenario, episode_sampler, initial_params,
+                       make_federation, poisoned_sampler)
 from .config import ExperimentConfig
 from .defense import MatchingNetworkDefense
 from .evaluation import backdoor_test_episodes
 from .functional import Params, call, flatten, support_buffers
 from .meta import finetune, meta_step
 from .metrics import scored_rows
-from .pipeline import Attacked, Trained, dampening_snapshots
-from .streams import stream
+from .pipeline import Attacked, Trained, attack_federation, dampening_snapshots
 from .splits import Scenario
 
 
@@ -89,11 +88,7 @@ def _received(federation):
 
 def _replay_attack(cfg: ExperimentConfig, trained: Trained):
     """Replay the attack as :func:`fmlbd.pipeline.attack` does; yields ``(record, updates)`` per round."""
-    with make_federation(cfg, trained.model, trained.params,
-                         attack_clients(cfg, trained.scenario, cfg.federation.rounds)) as federation:
-        federation.load_state_dict(trained.state)
-        if cfg.attack.draw:
-            federation.reseed_client(0, stream("adversary_draw", cfg.seed, cfg.attack.draw))
+    with attack_federation(cfg, trained) as federation:
         yield from _received(federation)
 
 

@@ -17,15 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from ..aggregation import NormClip
-from ..builders import attack_clients, attack_sets, backdoor_key, make_federation
+from ..builders import attack_clients, attack_sets, backdoor_key
 from ..config import ExperimentConfig
 from ..defense import MatchingNetworkDefense
 from ..evaluation import attack_metrics
 from ..functional import call, flatten, support_buffers
 from ..meta import finetune
 from ..metrics import finetuned_classifier, scored_rows
-from ..pipeline import Attacked, dampening_snapshots
-from ..streams import stream
+from ..pipeline import Attacked, attack_federation, dampening_snapshots
 from ..walkthrough import attack_round_updates, keyed_episode
 from . import tasks
 
@@ -60,10 +59,7 @@ def attack_round_with(cfg: ExperimentConfig, attacked: Attacked, case: str, boos
     trained = attacked.trained
     clients = attack_clients(cfg, trained.scenario, cfg.federation.rounds)
     clients[0] = replace(clients[0], upload=boosted_update)
-    with make_federation(cfg, trained.model, trained.params, clients) as federation:
-        federation.load_state_dict(trained.state)
-        if cfg.attack.draw:
-            federation.reseed_client(0, stream("adversary_draw", cfg.seed, cfg.attack.draw))
+    with attack_federation(cfg, trained, clients) as federation:
         while not federation.step().poisoned:
             pass
         yours = federation.params
