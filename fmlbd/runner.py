@@ -83,7 +83,7 @@ def run(tables: Sequence[Table], progress: bool = True) -> list[pd.DataFrame]:
     prepare([(t.stage, t.runs, t.case) for t in tables], progress)
     out, loaded = [], {}
     for t in tables:
-        stage, job = STAGES[t.stage], (t.stage, repr(t.runs), t.case)
+        stage, job = STAGES[t.stage], (t.stage, t.runs, t.case)  # configs are frozen, hashable
         if job not in loaded:  # tables of one stage result load it once
             loaded[job] = stage.load(t.runs, t.case, progress)
         result = loaded[job]
