@@ -3,11 +3,12 @@ each plausible wrong implementation fails a check whose message names what is wr
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 
 from fmlbd import cache, pipeline
 from fmlbd.lab import runs, tasks as lab
 from fmlbd.lab.tasks import TASKS
+from tests.wrong_implementations import (WRONG, boost_the_weights, cap_to_the_mean, clip_coordinates, stamp_always_ink,
+                                         step_not_detached, step_uphill)
 
 
 def stub(*args):
@@ -25,62 +26,6 @@ def test_fmlbds_own_implementation_passes_every_check(name):
 def test_an_unwritten_task_is_not_written_yet_never_a_traceback(name):
     report = lab.grade(name, stub)
     assert not report.written and not report.ok and "Not written yet" in report._repr_markdown_()
-
-
-def stamp_in_place(images, key):
-    images[..., key.mask(*images.shape[-2:])] = key.value
-    return images
-
-
-def stamp_always_ink(images, key):
-    return torch.where(key.mask(*images.shape[-2:]), torch.ones_like(images), images)
-
-
-def boost_the_weights(local, start, boost):
-    return {k: boost * v for k, v in local.items()}
-
-
-def distance_per_tensor(a, b):
-    return sum(float((a[k] - b[k]).norm()) for k in a)
-
-
-def step_uphill(weights, loss_fn, lr):
-    live = {k: v.detach().requires_grad_() for k, v in weights.items()}
-    grads = torch.autograd.grad(loss_fn(live), list(live.values()))
-    return {k: (v + lr * g).detach() for (k, v), g in zip(live.items(), grads)}
-
-
-def step_not_detached(weights, loss_fn, lr):
-    live = {k: v.detach().requires_grad_() for k, v in weights.items()}
-    grads = torch.autograd.grad(loss_fn(live), list(live.values()))
-    return {k: v - lr * g for (k, v), g in zip(live.items(), grads)}
-
-
-def attention_by_dot_product(query, support, support_y, ways, temperature):
-    return (query @ support.T / temperature).softmax(1) @ F.one_hot(support_y, ways).float()
-
-
-def clip_coordinates(updates, bound):
-    return updates.clamp(-bound, bound)
-
-
-def cap_to_the_mean(delta, benign, cap):
-    flat = torch.cat([v.reshape(-1) for v in delta.values()])
-    bound = cap * float(torch.stack([torch.cat([v.reshape(-1) for v in b.values()]).norm() for b in benign]).mean())
-    scale = min(1.0, bound / float(flat.norm()))
-    return {k: v * scale for k, v in delta.items()}
-
-
-#: task -> (a plausible wrong implementation, what the failing check says, whether a public check catches it)
-WRONG = {
-    "stamp_key": (stamp_in_place, "changed the images in place", True),
-    "boosted_update": (boost_the_weights, "boosted_update(local, global, boost=1)", True),
-    "model_distance": (distance_per_tensor, "all weights together, not tensor by tensor", True),
-    "finetune_step": (step_uphill, "one step on loss = sum(w**2)", True),
-    "cosine_attention": (attention_by_dot_product, "cosine ignores length", True),
-    "clip_updates": (clip_coordinates, "clipping [[3, 4], [0.3, 0.4]] to norm 1", True),
-    "cap_update": (cap_to_the_mean, "a large update capped at 0.95 x the median", False),
-}
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -116,7 +61,7 @@ def test_wrong_types_of_the_other_tasks_are_named():
     assert "should be a dict of tensors" in lab.check("boosted_update", lambda a, b, c: [1.0]).outcomes[0].message
     assert "should be a number" in lab.check("model_distance", lambda a, b: "5").outcomes[0].message
     assert "should be a number" in lab.check("model_distance", lambda a, b: True).outcomes[0].message
-    assert "should have the keys" in lab.check("cap_update", lambda d, b, c: {"x": d["w"]}).outcomes[0].message
+    assert "with the keys" in lab.check("cap_update", lambda d, b, c: {"x": next(iter(d.values()))}).outcomes[0].message
     with pytest.raises(KeyError, match="no code task 'stamp'; the tasks are stamp_key"):
         lab.check("stamp", stub)
 
@@ -196,3 +141,27 @@ def test_an_unwritten_or_failing_function_runs_nothing():
     shown = runs.outcome("clip_updates", clip_coordinates, lambda: ran.append(1))
     assert not ran and not shown.ok and "to norm 1" in shown._repr_markdown_()
     assert runs.outcome("cap_update", cap_to_the_mean, lambda: "ran") == "ran"  # passes the public checks
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_each_check_is_one_test_case_that_names_the_mistake(name):
+    task, (wrong, says, _) = TASKS[name], WRONG[name]
+    for i in range(len(task.checks)):
+        lab.test(name, i, task.reference)
+    with pytest.raises(AssertionError, match="not written yet"):
+        lab.test(name, 0, stub)
+    failed = []
+    for i in range(len(task.checks)):
+        try:
+            lab.test(name, i, wrong)
+        except AssertionError as err:
+            failed.append(str(err))
+    lab.test(name, 0, wrong)  # the plausible mistakes return the right type and shape: partial marks
+    assert any(says in f for f in failed), failed
+
+
+@pytest.mark.parametrize("returned", [None, "5", [1.0], {"x": torch.zeros(2)}, torch.zeros(3, 3)])
+def test_the_type_and_shape_check_rejects_other_types(returned):
+    for name in TASKS:
+        with pytest.raises(AssertionError, match="the result"):
+            lab.test(name, 0, lambda *args: returned)

@@ -108,6 +108,22 @@ def number(out, want: float, what: str = "the result", rtol: float = 1e-4) -> No
         raise Wrong(f"{what} should be {want:.6g}, got {out:.6g}")
 
 
+def form(out, want) -> None:
+    """:class:`Wrong` unless ``out`` has the type of ``want`` (a tensor of its shape and dtype, a dict of
+    such tensors with its keys, or a number); the values are not compared."""
+    if isinstance(want, torch.Tensor):
+        tensor(out, want)
+    elif isinstance(want, dict):
+        if not isinstance(out, dict) or sorted(out) != sorted(want):
+            raise Wrong(f"the result should be a dict of tensors with the keys {sorted(want)}, got "
+                        f"{sorted(out) if isinstance(out, dict) else type(out).__name__}")
+        for k in want:
+            tensor(out[k], want[k], f"the result's weight {k!r}")
+    elif isinstance(out, bool) or not isinstance(out, (int, float)) and not (
+            isinstance(out, torch.Tensor) and out.numel() == 1):
+        raise Wrong(f"the result should be a number (float), got {type(out).__name__}")
+
+
 def untouched(before: dict | torch.Tensor, after: dict | torch.Tensor, what: str) -> None:
     """:class:`Wrong` if the learner's function changed its input ``what`` in place."""
     pairs = [(before[k], after[k]) for k in before] if isinstance(before, dict) else [(before, after)]

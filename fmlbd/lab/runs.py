@@ -123,14 +123,19 @@ def attention_on_keyed(cfg: ExperimentConfig, attacked: Attacked, case: str,
     return pd.DataFrame(rows)
 
 
+def _attack_round(cfg: ExperimentConfig, attacked: Attacked) -> tuple[list, float]:
+    """The walk-through's attack round replayed (its updates) and the median norm of its benign updates."""
+    updates = attack_round_updates(cfg, attacked.trained)
+    return updates, float(flatten([u.delta for u in updates if not u.poisoned]).norm(dim=1).median())
+
+
 def clipped_round(cfg: ExperimentConfig, attacked: Attacked, clip_updates: Callable) -> pd.DataFrame:
     """06: the attack round's updates clipped to the median norm of the round's benign updates by your
     function and by fmlbd's, and the mean step's cosine with the poisoned update. Rows: implementation,
     client, poisoned, norm_before, norm_after, step_cos_poisoned."""
-    updates = attack_round_updates(cfg, attacked.trained)
+    updates, bound = _attack_round(cfg, attacked)
     flat = flatten([u.delta for u in updates])
     norms = flat.norm(dim=1)
-    bound = float(norms[[not u.poisoned for u in updates]].median())
     bad = flat[[u.poisoned for u in updates].index(True)]
     rows = []
     for who, fn in zip(BOTH, (clip_updates, tasks.clip_reference)):
@@ -145,10 +150,9 @@ def capped_update(cfg: ExperimentConfig, attacked: Attacked, cap_update: Callabl
     """07: the attack round's poisoned update capped to ``cap`` x the median norm of the round's benign
     updates by your function and by fmlbd's, then judged by norm clipping at that median: the scale the
     clip applies (1: it passes untouched). Rows: implementation, norm, clip_scale."""
-    updates = attack_round_updates(cfg, attacked.trained)
+    updates, bound = _attack_round(cfg, attacked)
     benign = [u.delta for u in updates if not u.poisoned]
     bad = next(u.delta for u in updates if u.poisoned)
-    bound = float(flatten(benign).norm(dim=1).median())
     rows = []
     for who, fn in zip(BOTH, (cap_update, tasks.cap_reference)):
         capped = flatten([fn({k: v.clone() for k, v in bad.items()}, benign, cap)])

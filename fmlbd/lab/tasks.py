@@ -2,8 +2,9 @@
 fmlbd's own implementation of the same mechanism.
 
 ``check(name, fn)`` runs the task's public checks (what a notebook's self-check cell shows);
-``grade(name, fn)`` adds the hidden ones (what the autograder runs). Both return a
-:class:`~fmlbd.lab.grading.Report`.
+``grade(name, fn)`` adds the hidden ones. Both return a :class:`~fmlbd.lab.grading.Report`.
+``test(name, i, fn)`` runs check ``i`` alone and raises ``AssertionError`` naming what is wrong: one
+autograder test case per check (:mod:`fmlbd.lab.assign`), so a partly right function gets partial marks.
 
 Each :class:`Task` has public checks (the learner runs them: a shape, a simple case worked by hand,
 an invariance) and hidden ones (random inputs and edge cases compared with :attr:`Task.reference`,
@@ -26,7 +27,7 @@ from ..evasion import shape_update
 from ..functional import call, flatten, fresh_buffers
 from ..meta import inner_loop
 from ..models import ConvNet
-from .grading import Check, Report, Wrong, close, grade_checks, number, params, tensor, untouched
+from .grading import Check, Report, Wrong, close, form, grade_checks, number, params, tensor, untouched
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,20 @@ class Task:
     notebook: str
     teaches: str
     reference: Callable     #: fmlbd's implementation, with the learner's signature
+    example: Callable[[], tuple]   #: fresh arguments for one call (the type-and-shape check)
     public: tuple[Check, ...]
     hidden: tuple[Check, ...]
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        """Public checks first (the result's type and shape, then the task's own), then the hidden ones."""
+        def shaped(fn) -> None:
+            form(fn(*self.example()), self.reference(*self.example()))
+        return (("the result's type and shape", shaped),) + self.public + self.hidden
+
+    @property
+    def n_public(self) -> int:
+        return 1 + len(self.public)
 
 
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -121,9 +134,13 @@ def finetune_step_reference(weights: dict, loss_fn: Callable, lr: float) -> dict
     return {k: (v - lr * g).detach() for (k, v), g in zip(live.items(), grads)}
 
 
+def _square(p: dict) -> torch.Tensor:
+    return (p["w"] ** 2).sum()
+
+
 def _finetune_simple(fn) -> None:
     w = {"w": torch.tensor([1.0, 2.0])}
-    out = fn(w, lambda p: (p["w"] ** 2).sum(), 0.1)
+    out = fn(w, _square, 0.1)
     params(out, {"w": torch.tensor([0.8, 1.6])}, "one step on loss = sum(w**2) from w = [1, 2], lr 0.1")
     if out["w"].requires_grad:
         raise Wrong("the new weights still require gradients: detach them (v.detach())")
@@ -215,22 +232,27 @@ def _cap_hidden(fn) -> None:
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("stamp_key", "01", "what the backdoor key is: a few pixels set in every keyed image",
-         stamp_key_reference, (("the key's pixels and only those", _stamp_simple),),
-         (("fmlbd's stamp", _stamp_hidden),)),
+         stamp_key_reference, lambda: (_rand(4, 1, 28, 28), BackdoorKey()),
+         (("the key's pixels and only those", _stamp_simple),), (("fmlbd's stamp", _stamp_hidden),)),
     Task("boosted_update", "02", "the one-shot attack: an upload scaled to outweigh a round's other updates",
-         boosted_delta, (("boost 1 and 3 on two weights", _boost_simple),), (("fmlbd's upload", _boost_hidden),)),
+         boosted_delta, lambda: (_weights(1), _weights(2), 3.0),
+         (("boost 1 and 3 on two weights", _boost_simple),), (("fmlbd's upload", _boost_hidden),)),
     Task("model_distance", "03", "how far benign rounds move the global model from the poisoned one",
-         distance_reference, (("hand-worked distances", _distance_simple),), (("random models", _distance_hidden),)),
+         distance_reference, lambda: (_weights(3), _weights(4)),
+         (("hand-worked distances", _distance_simple),), (("random models", _distance_hidden),)),
     Task("finetune_step", "04", "fine-tuning: a gradient step on the support set's loss",
-         finetune_step_reference, (("one step on a quadratic", _finetune_simple),),
-         (("fmlbd's inner loop on a network", _finetune_hidden),)),
+         finetune_step_reference, lambda: ({"w": torch.tensor([1.0, 2.0])}, _square, 0.1),
+         (("one step on a quadratic", _finetune_simple),), (("fmlbd's inner loop on a network", _finetune_hidden),)),
     Task("cosine_attention", "05", "the matching network: class probabilities from cosine similarities",
-         attention_reference, (("probabilities, a clear match, scale invariance", _attention_simple),),
+         attention_reference, lambda: (_rand(2, 4), _rand(3, 4, seed=1), torch.tensor([0, 1, 2]), 3, 0.1),
+         (("probabilities, a clear match, scale invariance", _attention_simple),),
          (("fmlbd's softmax kernel", _attention_hidden),)),
     Task("clip_updates", "06", "norm clipping: no update may be longer than the bound",
-         clip_reference, (("a long and a short update", _clip_simple),), (("fmlbd's NormClip", _clip_hidden),)),
+         clip_reference, lambda: (_rand(4, 50) - 0.5, 1.0),
+         (("a long and a short update", _clip_simple),), (("fmlbd's NormClip", _clip_hidden),)),
     Task("cap_update", "07", "an adversary who knows the rule: its update no longer than benign ones",
-         cap_reference, (("capped and kept", _cap_simple),), (("fmlbd's norm cap", _cap_hidden),)),
+         cap_reference, lambda: (_weights(20, scale=50.0), [_weights(10 + i) for i in range(3)], 0.95),
+         (("capped and kept", _cap_simple),), (("fmlbd's norm cap", _cap_hidden),)),
 )}
 
 
@@ -242,10 +264,20 @@ def task(name: str) -> Task:
 
 def check(name: str, fn: Callable) -> Report:
     """The public checks of task ``name`` on the learner's ``fn``."""
-    return grade_checks(name, fn, task(name).public)
+    t = task(name)
+    return grade_checks(name, fn, t.checks[:t.n_public])
 
 
 def grade(name: str, fn: Callable) -> Report:
     """The public and the hidden checks of task ``name`` on ``fn`` (hidden: compared with fmlbd's code)."""
-    t = task(name)
-    return grade_checks(name, fn, t.public + t.hidden)
+    return grade_checks(name, fn, task(name).checks)
+
+
+def test(name: str, index: int, fn: Callable) -> None:
+    """Check ``index`` of task ``name`` on ``fn``: ``AssertionError`` with what is wrong, or nothing."""
+    what, _ = task(name).checks[index]
+    report = grade_checks(name, fn, task(name).checks[index:index + 1])
+    if not report.written:
+        raise AssertionError(f"{name} is not written yet: it still raises NotImplementedError")
+    if not report.ok:
+        raise AssertionError(f"{what}: {report.outcomes[0].message}")

@@ -1,0 +1,60 @@
+"""Plausible wrong implementations of the course lab's code tasks, one mistake each (the lab's tests
+and its autograding tests grade them)."""
+import torch
+import torch.nn.functional as F
+
+
+def stamp_in_place(images, key):
+    images[..., key.mask(*images.shape[-2:])] = key.value
+    return images
+
+
+def stamp_always_ink(images, key):
+    return torch.where(key.mask(*images.shape[-2:]), torch.ones_like(images), images)
+
+
+def boost_the_weights(local, start, boost):
+    return {k: boost * v for k, v in local.items()}
+
+
+def distance_per_tensor(a, b):
+    return sum(float((a[k] - b[k]).norm()) for k in a)
+
+
+def step_uphill(weights, loss_fn, lr):
+    live = {k: v.detach().requires_grad_() for k, v in weights.items()}
+    grads = torch.autograd.grad(loss_fn(live), list(live.values()))
+    return {k: (v + lr * g).detach() for (k, v), g in zip(live.items(), grads)}
+
+
+def step_not_detached(weights, loss_fn, lr):
+    live = {k: v.detach().requires_grad_() for k, v in weights.items()}
+    grads = torch.autograd.grad(loss_fn(live), list(live.values()))
+    return {k: v - lr * g for (k, v), g in zip(live.items(), grads)}
+
+
+def attention_by_dot_product(query, support, support_y, ways, temperature):
+    return (query @ support.T / temperature).softmax(1) @ F.one_hot(support_y, ways).float()
+
+
+def clip_coordinates(updates, bound):
+    return updates.clamp(-bound, bound)
+
+
+def cap_to_the_mean(delta, benign, cap):
+    flat = torch.cat([v.reshape(-1) for v in delta.values()])
+    bound = cap * float(torch.stack([torch.cat([v.reshape(-1) for v in b.values()]).norm() for b in benign]).mean())
+    scale = min(1.0, bound / float(flat.norm()))
+    return {k: v * scale for k, v in delta.items()}
+
+
+#: task -> (a plausible wrong implementation, what the failing check says, whether a public check catches it)
+WRONG = {
+    "stamp_key": (stamp_in_place, "changed the images in place", True),
+    "boosted_update": (boost_the_weights, "boosted_update(local, global, boost=1)", True),
+    "model_distance": (distance_per_tensor, "all weights together, not tensor by tensor", True),
+    "finetune_step": (step_uphill, "one step on loss = sum(w**2)", True),
+    "cosine_attention": (attention_by_dot_product, "cosine ignores length", True),
+    "clip_updates": (clip_coordinates, "clipping [[3, 4], [0.3, 0.4]] to norm 1", True),
+    "cap_update": (cap_to_the_mean, "a large update capped at 0.95 x the median", False),
+}
