@@ -158,6 +158,20 @@ def cmd_notebooks(args) -> int:
     return 0
 
 
+def cmd_lab(args) -> int:
+    """Write the course lab: otter-grader masters, student notebooks, solutions, autograder zips."""
+    from importlib.util import find_spec
+
+    if find_spec("otter") is None:
+        raise FileNotFoundError("the lab needs otter-grader: install the lab extra (pip install \"fmlbd[lab]\")")
+    from .lab.assign import build
+
+    students = build(args.folder)
+    print(f"wrote the lab of {len(students)} notebooks to {Path(args.folder).resolve()}: hand out */student/, "
+          f"grade with */autograder/*.zip (docs/instructors.md)")
+    return 0
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with errors as one line ``error: ...`` (exit code 2). A command that runs experiments
     lists the registry's in its help (loaded only then: the registry imports torch)."""
@@ -230,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="where to write them (created if missing)")
     p.add_argument("--overwrite", action="store_true", help="replace notebooks already in the folder")
     p.set_defaults(func=cmd_notebooks)
+    p = sub.add_parser("lab", help="write the course lab: student notebooks, solutions, autograders (lab extra)")
+    p.add_argument("folder", help="a new or empty folder")
+    p.set_defaults(func=cmd_lab)
     p = sub.add_parser("download", help="download and MD5-verify a dataset")
     p.add_argument("dataset", choices=["omniglot"])
     p.add_argument("--source", default="minimal", choices=sorted(OMNIGLOT_SOURCES))

@@ -79,7 +79,7 @@ LAYERS: dict[str, set[str]] = {
                "fmlbd.flower.faulty_client", "fmlbd.flower.server_app", "fmlbd.flower.simulation",
                "fmlbd.flower.credentials", "fmlbd.flower.deployment", "fmlbd.flower.gate"},
     "teaching": {"fmlbd.report", "fmlbd.exercises", "fmlbd.site", "fmlbd.reproduce", "fmlbd.lab", "fmlbd.lab.grading",
-                 "fmlbd.lab.tasks", "fmlbd.lab.runs"},
+                 "fmlbd.lab.tasks", "fmlbd.lab.runs", "fmlbd.lab.assign"},
     "entry points": {"fmlbd.cli", "fmlbd.__main__", "fmlbd.flower.__main__"},
 }
 
