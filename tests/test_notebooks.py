@@ -26,6 +26,7 @@ def test_committed_notebook_has_no_outputs_and_a_parameters_cell(path):
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(c["outputs"] == [] for c in code), "clear outputs before committing (jupyter nbconvert --clear-output)"
     assert all(c["execution_count"] is None for c in code), "execution counts must be cleared"
+    assert len({c.get("id") for c in nb["cells"]} - {None}) == len(nb["cells"]), "every cell needs its own id"
     assert path.stat().st_size < 25_000, "a committed notebook is prose and code: no embedded images or data"
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters' (papermill)"
