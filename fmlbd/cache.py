@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .codebase import code_version, modules
+from .codebase import code_version, installed_modules
 from .results import CacheError, load_table, save_table
 from .rule_settings import read_by_rule
 
@@ -67,7 +67,7 @@ def computed_by(compute: Callable) -> str:
     :func:`~fmlbd.codebase.code_version` of its fmlbd module, or a hash of its own source if it is
     defined outside fmlbd."""
     fn = getattr(compute, "func", compute)
-    if fn.__module__ in modules():
+    if fn.__module__ in installed_modules():
         return code_version(fn.__module__)
     return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:12]
 

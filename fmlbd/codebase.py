@@ -87,6 +87,12 @@ def version_of(module: str, package: Path = PACKAGE) -> str:
 
 
 @functools.cache
+def installed_modules() -> frozenset[str]:
+    """The names of the installed package's modules (listed once per process, like :func:`code_version`)."""
+    return frozenset(modules())
+
+
+@functools.cache
 def code_version(module: str) -> str:
     """:func:`version_of` the installed package's ``module`` (computed once per process: the code
     of a running process does not change)."""

@@ -248,11 +248,13 @@ def _snapshot_rounds(ms) -> set[int]:
     return {*range(0, ms.dampening_rounds + 1, ms.curve_every), ms.dampening_rounds}
 
 
-def dampening_snapshots(cfg: ExperimentConfig, case: str, progress: bool = True) -> dict[int, Params]:
+def dampening_snapshots(cfg: ExperimentConfig, case: str, progress: bool = True,
+                        attacked: Attacked | None = None) -> dict[int, Params]:
     """Global models at rounds 0, ``measure.curve_every``, ... ``measure.dampening_rounds`` after the
-    attack (round 0 = right after it), from benign federated training; cached."""
+    attack (round 0 = right after it), from benign federated training; cached. ``attacked``: the
+    attack of ``(cfg, case)`` already loaded (else :func:`attack` loads it)."""
     ms = cfg.measure
-    att = attack(cfg, case, progress)
+    att = attacked if attacked is not None else attack(cfg, case, progress)
     path = dampening_path(cfg, case)
     kept = _snapshot_rounds(ms)
     if path.is_file():

@@ -28,6 +28,11 @@ class Dampened(NamedTuple):
     snapshots: dict
 
 
+def _dampened(cfg: ExperimentConfig, case: str, progress: bool) -> Dampened:
+    attacked = attack(cfg, case, progress)
+    return Dampened(attacked, dampening_snapshots(cfg, case, progress, attacked))
+
+
 @dataclass(frozen=True)
 class Stage:
     """A cached pipeline stage: ``load(cfg, case, progress)`` gives its result; ``prepare(jobs, progress)``
@@ -41,9 +46,7 @@ class Stage:
 STAGES: dict[str, Stage] = {
     "pretrained": Stage(pretrain, pretrain_jobs, lambda trained: {"model": trained.path.name}),
     "attacked": Stage(attack, partial(cache_side_by_side, attack), lambda att: {"attack": att.path.name}),
-    "dampened": Stage(lambda cfg, case, progress: Dampened(attack(cfg, case, progress),
-                                                           dampening_snapshots(cfg, case, progress)),
-                      partial(cache_side_by_side, dampening_snapshots),
+    "dampened": Stage(_dampened, partial(cache_side_by_side, dampening_snapshots),
                       lambda d: {"attack": d.attacked.path.name}),
 }
 

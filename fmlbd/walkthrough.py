@@ -172,7 +172,7 @@ def drift_from_poisoned(cfg: ExperimentConfig, attacked: Attacked, case: str) ->
     own step (pre-attack -> poisoned). Tidy rows: round, distance, attack_step."""
     poisoned, step = _flat(attacked.after), float((_flat(attacked.after) - _flat(attacked.before)).norm())
     return pd.DataFrame([{"round": r, "distance": float((_flat(p) - poisoned).norm()), "attack_step": step}
-                         for r, p in dampening_snapshots(cfg, case, progress=False).items()])
+                         for r, p in dampening_snapshots(cfg, case, False, attacked).items()])
 
 
 def keyed_episode(cfg: ExperimentConfig, attacked: Attacked, case: str):

@@ -75,7 +75,7 @@ def distance_over_rounds(cfg: ExperimentConfig, attacked: Attacked, case: str,
                          model_distance: Callable) -> pd.DataFrame:
     """03: the distance of the global model from the poisoned one after each measured benign round,
     by your function and by fmlbd's. Rows: implementation, round, distance."""
-    snapshots = dampening_snapshots(cfg, case, progress=False)
+    snapshots = dampening_snapshots(cfg, case, False, attacked)
     return pd.DataFrame([{"implementation": who, "round": r, "distance": float(fn(p, attacked.after))}
                          for who, fn in zip(BOTH, (model_distance, tasks.distance_reference))
                          for r, p in snapshots.items()])
