@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def grade(lab: Path, notebook: str, submission: Path, out: Path) -> tuple[float,
     error in any cell of the notebook fails the run instead of being ignored."""
     root = paths.checkout()
     env = os.environ | {"FMLBD_RESULTS": str(root / "results"), "FMLBD_DATA": str(root / "data"),
-                        "FMLBD_OUTPUTS": str(out / "outputs")}
+                        "FMLBD_OUTPUTS": str(out / "outputs"), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "otter", "run", "--debug", "--no-logo", "-a",
                            str(assign.autograder(lab, notebook)), "-o", str(out), str(submission)],
                           env=env, capture_output=True, text=True, cwd=out)
@@ -123,16 +124,19 @@ def grade(lab: Path, notebook: str, submission: Path, out: Path) -> tuple[float,
 
 
 @pytest.mark.slow
+@pytest.mark.after_notebooks
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_the_autograder_grades_solutions_untouched_and_wrong_submissions(lab, notebook, tmp_path):
+    """Each submission runs the whole notebook, reading the cache the notebooks filled: two at a time,
+    one thread each."""
     name = TASK_OF[notebook]
     runs = {"solutions": lab / notebook / "autograder" / f"{notebook}.ipynb",
             "untouched": lab / notebook / "student" / f"{notebook}.ipynb",
             "wrong": wrong_submission(lab, notebook, tmp_path / f"{notebook}.ipynb")}
-    graded = {}
-    for kind, submission in runs.items():
+    for kind in runs:
         (tmp_path / kind).mkdir()
-        graded[kind] = grade(lab, notebook, submission, tmp_path / kind)
+    with ThreadPoolExecutor(2) as pool:
+        graded = dict(zip(runs, pool.map(lambda kind: grade(lab, notebook, runs[kind], tmp_path / kind), runs)))
     full = len(TASKS[name].checks)
     assert graded["solutions"][:2] == (full, full)
     assert graded["untouched"][:2] == (0, full) and "not written yet" in graded["untouched"][2]

@@ -84,7 +84,7 @@ def close(out, want: torch.Tensor, what: str = "the result", atol: float = 1e-5)
     out = tensor(out, want, what)
     if not torch.allclose(out, want, atol=atol, rtol=1e-4):
         worst = int((out - want).abs().flatten().argmax())
-        raise Wrong(f"{what} differs from the expected values (largest gap at flat index {worst}: "
+        raise Wrong(f"{what}: not the expected values (largest gap at flat index {worst}: "
                     f"{float(out.flatten()[worst]):.4g} instead of {float(want.flatten()[worst]):.4g})")
 
 
