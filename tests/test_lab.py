@@ -7,7 +7,8 @@ import torch
 from fmlbd import cache, pipeline
 from fmlbd.lab import runs, tasks as lab
 from fmlbd.lab.tasks import TASKS
-from tests.wrong_implementations import (WRONG, boost_the_weights, cap_to_the_mean, clip_coordinates, stamp_always_ink,
+from tests import wrong_implementations as wrong
+from tests.wrong_implementations import (WRONG, boost_the_weights, clip_coordinates, stamp_always_ink,
                                          step_not_detached, step_uphill)
 
 
@@ -36,6 +37,31 @@ def test_a_plausible_wrong_implementation_fails_with_a_message_that_names_the_mi
     assert report.written and failed and any(says in o.message for o in failed), report.outcomes
     assert lab.check(name, wrong).ok is not public  # caught by the public checks, or only by the hidden ones
     assert "Not yet" in report._repr_markdown_() and says in report._repr_markdown_()
+
+
+@pytest.mark.parametrize("name, fn, says, public", [
+    ("model_distance", wrong.distance_nan, "finite number", True),
+    ("model_distance", wrong.distance_in_place, "changed its inputs in place", True),
+    ("finetune_step", wrong.step_flagging_the_input, "require gradients", True),
+    ("cosine_attention", wrong.attention_by_argmax, "not an argmax", True),
+    ("cap_update", wrong.cap_per_tensor, "all weights together", True),
+    ("clip_updates", wrong.clip_without_zero_guard, "NaN or infinity", False),
+    ("clip_updates", wrong.clip_unwritten_for_zero_rows, "raised NotImplementedError", False),
+])
+def test_mistakes_that_once_passed_or_misled_are_caught(name, fn, says, public):
+    report = lab.grade(name, fn)
+    failed = [o for o in report.outcomes if not o.ok]
+    assert report.written and failed and any(says in o.message for o in failed), report.outcomes
+    assert lab.check(name, fn).ok is not public
+
+
+def test_a_hidden_check_gives_the_learner_copies_so_its_expected_value_stays_right():
+    failed = [o.check for o in lab.grade("model_distance", wrong.distance_in_place).outcomes if not o.ok]
+    assert failed == ["its inputs left unchanged"]   # right values computed in place: only that point is lost
+
+
+def test_a_numpy_number_is_a_number():
+    assert lab.grade("model_distance", wrong.distance_numpy).ok
 
 
 def test_more_mistakes_are_named():
@@ -140,7 +166,7 @@ def test_an_unwritten_or_failing_function_runs_nothing():
     assert not ran and not shown.written
     shown = runs.outcome("clip_updates", clip_coordinates, lambda: ran.append(1))
     assert not ran and not shown.ok and "to norm 1" in shown._repr_markdown_()
-    assert runs.outcome("cap_update", cap_to_the_mean, lambda: "ran") == "ran"  # passes the public checks
+    assert runs.outcome("clip_updates", wrong.clip_without_zero_guard, lambda: "ran") == "ran"  # passes the public checks
 
 
 @pytest.mark.parametrize("name", TASKS)

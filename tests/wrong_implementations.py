@@ -50,11 +50,55 @@ def cap_to_the_mean(delta, benign, cap):
 
 #: task -> (a plausible wrong implementation, what the failing check says, whether a public check catches it)
 WRONG = {
-    "stamp_key": (stamp_in_place, "changed the images in place", True),
-    "boosted_update": (boost_the_weights, "boosted_update(local, global, boost=1)", True),
+    "stamp_key": (stamp_in_place, "changed its inputs in place", True),
+    "boosted_update": (boost_the_weights, "boosted_update(local=[3, 1], start=[1, 1], boost=1)", True),
     "model_distance": (distance_per_tensor, "all weights together, not tensor by tensor", True),
     "finetune_step": (step_uphill, "one step on loss = sum(w**2)", True),
-    "cosine_attention": (attention_by_dot_product, "cosine ignores length", True),
+    "cosine_attention": (attention_by_dot_product, "cosine ignores each vector's length", True),
     "clip_updates": (clip_coordinates, "clipping [[3, 4], [0.3, 0.4]] to norm 1", True),
-    "cap_update": (cap_to_the_mean, "a large update capped at 0.95 x the median", False),
+    "cap_update": (cap_to_the_mean, "the lower middle value, 2, as torch.median takes it", True),
 }
+
+
+def clip_without_zero_guard(updates, bound):
+    norms = updates.norm(dim=1, keepdim=True)
+    return updates / norms * norms.clamp(max=bound)   # 0 / 0: NaN for an all-zero row
+
+
+def distance_nan(a, b):
+    return float("nan")
+
+
+def distance_numpy(a, b):
+    import numpy as np
+    return np.linalg.norm(np.concatenate([(a[k] - b[k]).numpy().ravel() for k in a]))   # np.float32
+
+
+def distance_in_place(a, b):
+    for k in a:
+        a[k].sub_(b[k])
+    return float(torch.cat([v.flatten() for v in a.values()]).norm())
+
+
+def step_flagging_the_input(weights, loss_fn, lr):
+    live = {k: v.requires_grad_() for k, v in weights.items()}
+    grads = torch.autograd.grad(loss_fn(live), list(live.values()))
+    return {k: (v - lr * g).detach() for (k, v), g in zip(live.items(), grads)}
+
+
+def attention_by_argmax(query, support, support_y, ways, temperature):
+    similarity = F.normalize(query, dim=1) @ F.normalize(support, dim=1).T
+    return F.one_hot(support_y[similarity.argmax(1)], ways).float()
+
+
+def cap_per_tensor(delta, benign, cap):
+    norms = torch.stack([torch.cat([v.reshape(-1) for v in b.values()]).norm() for b in benign])
+    bound = cap * float(norms.median())
+    return {k: v * min(1.0, bound / max(float(v.norm()), 1e-12)) for k, v in delta.items()}
+
+
+def clip_unwritten_for_zero_rows(updates, bound):
+    norms = updates.norm(dim=1, keepdim=True)
+    if (norms == 0).any():
+        raise NotImplementedError("zero rows")
+    return updates * (bound / norms).clamp(max=1.0)

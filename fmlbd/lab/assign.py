@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 
 from ..series import NOTEBOOK_DIR, series
+from ..site import repository_url
 from .tasks import TASKS, task
 
 TAG = "task"
-REQUIREMENT = "fmlbd[lab] @ git+https://github.com/fmlbd/fmlbd"   #: what the autograder installs (Gradescope)
 
 
 def _cell(kind: str, source: str) -> dict:
@@ -99,7 +99,7 @@ def build(target: str | Path) -> list[Path]:
         raise FileExistsError(f"{target} is not empty: choose a new folder for the lab (or remove it)")
     masters = target / "masters"
     masters.mkdir(parents=True)
-    (masters / "requirements.txt").write_text(REQUIREMENT + "\n")
+    (masters / "requirements.txt").write_text(f"fmlbd[lab] @ git+{repository_url()}\n")   # what Gradescope installs
     students = []
     for notebook, solutions in lab_notebooks():
         path = masters / notebook.name

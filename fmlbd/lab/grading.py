@@ -1,4 +1,5 @@
-"""Running a code task's checks on a learner's function, and what the learner is told.
+"""Running a code task's checks on a learner's function, and what the learner is told; :class:`Task`,
+a task with its checks.
 
 A check calls the learner's function on small inputs and raises :class:`Wrong` with one line that
 names what is wrong (a shape, a value in a simple case, an invariance); :func:`grade_checks` runs a task's
@@ -8,9 +9,12 @@ by its type and message.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 
@@ -52,13 +56,16 @@ class Report:
 
 
 def grade_checks(task: str, fn: Callable, checks: Sequence[Check]) -> Report:
-    """Each check of ``checks`` on ``fn``; stops at the first ``NotImplementedError``."""
+    """Each check of ``checks`` on ``fn``. ``NotImplementedError`` from the first check means "not
+    written yet"; from a later one it is a failure like any other exception."""
     outcomes = []
-    for what, check in checks:
+    for i, (what, check) in enumerate(checks):
         try:
             check(fn)
-        except NotImplementedError:
-            return Report(task, (), written=False)
+        except NotImplementedError as err:
+            if i == 0:
+                return Report(task, (), written=False)
+            outcomes.append(Outcome(what, False, f"your function raised NotImplementedError: {err}"))
         except Wrong as err:
             outcomes.append(Outcome(what, False, str(err)))
         except Exception as err:  # the learner's code raised: say what, not a traceback
@@ -82,10 +89,13 @@ def tensor(out, like: torch.Tensor, what: str = "the result") -> torch.Tensor:
 def close(out, want: torch.Tensor, what: str = "the result", atol: float = 1e-5) -> None:
     """:class:`Wrong` unless ``out`` has ``want``'s shape and dtype and values within ``atol`` (and 1e-4 relative)."""
     out = tensor(out, want, what)
+    if not torch.isfinite(out).all():
+        raise Wrong(f"{what} holds NaN or infinity (a division by zero?)")
     if not torch.allclose(out, want, atol=atol, rtol=1e-4):
-        worst = int((out - want).abs().flatten().argmax())
-        raise Wrong(f"{what}: not the expected values (largest gap at flat index {worst}: "
-                    f"{float(out.flatten()[worst]):.4g} instead of {float(want.flatten()[worst]):.4g})")
+        gap = (out - want).abs()
+        at = tuple(int(i) for i in np.unravel_index(int(gap.flatten().argmax()), tuple(out.shape)))
+        raise Wrong(f"{what}: not the expected values (largest gap at index {at}: "
+                    f"{float(out[at]):.4g} instead of {float(want[at]):.4g})")
 
 
 def params(out, want: dict, what: str = "the result") -> None:
@@ -100,12 +110,20 @@ def params(out, want: dict, what: str = "the result") -> None:
 
 def number(out, want: float, what: str = "the result", rtol: float = 1e-4) -> None:
     """:class:`Wrong` unless ``out`` is a plain number (or a one-element tensor) within ``rtol`` of ``want``."""
-    if isinstance(out, torch.Tensor) and out.numel() == 1:
-        out = out.item()
-    if isinstance(out, bool) or not isinstance(out, (int, float)):
-        raise Wrong(f"{what} should be a number (float), got {type(out).__name__}")
+    out = _real(out, what)
+    if not math.isfinite(out):
+        raise Wrong(f"{what} should be a finite number, got {out} (a division by zero?)")
     if abs(out - want) > rtol * max(abs(want), 1e-8):
         raise Wrong(f"{what} should be {want:.6g}, got {out:.6g}")
+
+
+def _real(out, what: str) -> float:
+    """``out`` as a float if it is a real number: a Python or NumPy number, or a one-element tensor."""
+    if isinstance(out, torch.Tensor) and out.numel() == 1:
+        out = out.item()
+    if isinstance(out, (bool, np.bool_)) or not isinstance(out, (numbers.Real, np.floating, np.integer)):
+        raise Wrong(f"{what} should be a number (float), got {type(out).__name__}")
+    return float(out)
 
 
 def form(out, want) -> None:
@@ -119,13 +137,63 @@ def form(out, want) -> None:
                         f"{sorted(out) if isinstance(out, dict) else type(out).__name__}")
         for k in want:
             tensor(out[k], want[k], f"the result's weight {k!r}")
-    elif isinstance(out, bool) or not isinstance(out, (int, float)) and not (
-            isinstance(out, torch.Tensor) and out.numel() == 1):
-        raise Wrong(f"the result should be a number (float), got {type(out).__name__}")
+    else:
+        _real(out, "the result")
 
 
-def untouched(before: dict | torch.Tensor, after: dict | torch.Tensor, what: str) -> None:
-    """:class:`Wrong` if the learner's function changed its input ``what`` in place."""
-    pairs = [(before[k], after[k]) for k in before] if isinstance(before, dict) else [(before, after)]
+def tensors(value) -> list[torch.Tensor]:
+    """Every tensor in ``value``: a tensor, or a dict, list or tuple holding tensors (nested)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return [t for item in items for t in tensors(item)]
+
+
+def copied(value):
+    """``value`` with every tensor in it cloned (dicts, lists and tuples rebuilt; anything else kept)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone().requires_grad_(value.requires_grad)
+    if isinstance(value, dict):
+        return {k: copied(v) for k, v in value.items()}
+    return type(value)(copied(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def untouched(before, after, what: str) -> None:
+    """:class:`Wrong` if the learner's function changed its input ``what`` (a tensor, or a dict or list of
+    them) in place: a value, or whether it requires gradients."""
+    pairs = list(zip(tensors(before), tensors(after)))
     if not all(torch.equal(b, a) for b, a in pairs):
         raise Wrong(f"your function changed {what} in place: compute a new tensor instead (e.g. x.clone() first)")
+    if any(b.requires_grad != a.requires_grad for b, a in pairs):
+        raise Wrong(f"your function made {what} require gradients: work on detached copies (v.detach())")
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    notebook: str
+    teaches: str
+    reference: Callable     #: fmlbd's implementation, with the learner's signature
+    example: Callable[[], tuple]   #: fresh arguments for one call (the type-and-shape check)
+    public: tuple[Check, ...]
+    hidden: tuple[Check, ...]
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        """Public checks first (the result's type and shape, inputs left unchanged, then the task's own),
+        then the hidden ones (given copies of their inputs, so a function that changes them in place
+        loses only the public point)."""
+        def shaped(fn) -> None:
+            form(fn(*self.example()), self.reference(*self.example()))
+
+        def kept(fn) -> None:
+            args = self.example()
+            before = copied(args)
+            fn(*args)
+            untouched(before, args, "its inputs")
+        hidden = tuple((what, lambda fn, check=check: check(lambda *a: fn(*copied(a)))) for what, check in self.hidden)
+        return (("the result's type and shape", shaped), ("its inputs left unchanged", kept)) + self.public + hidden
+
+    @property
+    def n_public(self) -> int:
+        return 2 + len(self.public)

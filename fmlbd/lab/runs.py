@@ -112,14 +112,16 @@ def finetune_with(cfg: ExperimentConfig, attacked: Attacked, case: str, finetune
 def attention_on_keyed(cfg: ExperimentConfig, attacked: Attacked, case: str,
                        cosine_attention: Callable) -> pd.DataFrame:
     """05: the local matching network of one evaluation episode (``defense.temperature``) classifying
-    its keyed images with your attention and with fmlbd's. Rows: implementation, to_target."""
+    its keyed images with your attention and with fmlbd's. Rows: implementation, to_target (share put in
+    the target class), p_target (mean probability of the target class)."""
     episode, keyed, target = keyed_episode(cfg, attacked, case)
     defense = MatchingNetworkDefense(attacked.trained.model, attacked.after, episode.support_x, episode.support_y)
     query, support = defense.features(keyed), defense.features(episode.support_x)
     rows = []
     for who, fn in zip(BOTH, (cosine_attention, tasks.attention_reference)):
         probs = fn(query, support, episode.support_y, defense.ways, cfg.defense.temperature)
-        rows.append({"implementation": who, "to_target": float((probs.argmax(1) == target).float().mean())})
+        rows.append({"implementation": who, "to_target": float((probs.argmax(1) == target).float().mean()),
+                     "p_target": float(probs[:, target].mean())})
     return pd.DataFrame(rows)
 
 

@@ -6,14 +6,13 @@ fmlbd's own implementation of the same mechanism.
 ``test(name, i, fn)`` runs check ``i`` alone and raises ``AssertionError`` naming what is wrong: one
 autograder test case per check (:mod:`fmlbd.lab.assign`), so a partly right function gets partial marks.
 
-Each :class:`Task` has public checks (the learner runs them: a shape, a simple case worked by hand,
+Each :class:`~fmlbd.lab.grading.Task` has public checks (the learner runs them: a shape, a simple case worked by hand,
 an invariance) and hidden ones (random inputs and edge cases compared with :attr:`Task.reference`,
 fmlbd's code). Shapes: ``B`` images, ``C`` channels, ``H x W`` pixels, ``Q`` queries, ``S`` support
 images, ``D`` features, ``n`` updates, ``P`` weights of a flattened model.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -27,29 +26,7 @@ from ..evasion import shape_update
 from ..functional import call, flatten, fresh_buffers
 from ..meta import inner_loop
 from ..models import ConvNet
-from .grading import Check, Report, Wrong, close, form, grade_checks, number, params, tensor, untouched
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    notebook: str
-    teaches: str
-    reference: Callable     #: fmlbd's implementation, with the learner's signature
-    example: Callable[[], tuple]   #: fresh arguments for one call (the type-and-shape check)
-    public: tuple[Check, ...]
-    hidden: tuple[Check, ...]
-
-    @property
-    def checks(self) -> tuple[Check, ...]:
-        """Public checks first (the result's type and shape, then the task's own), then the hidden ones."""
-        def shaped(fn) -> None:
-            form(fn(*self.example()), self.reference(*self.example()))
-        return (("the result's type and shape", shaped),) + self.public + self.hidden
-
-    @property
-    def n_public(self) -> int:
-        return 1 + len(self.public)
+from .grading import Report, Task, Wrong, close, copied, grade_checks, number, params, tensor
 
 
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -69,21 +46,19 @@ def stamp_key_reference(images: torch.Tensor, key: BackdoorKey) -> torch.Tensor:
 
 
 def _stamp_simple(fn) -> None:
-    key, images = BackdoorKey(pattern="dots", row=-8, col=-8, size=2, gap=2, value=1.0), _rand(4, 1, 28, 28)
-    before = images.clone()
-    out = tensor(fn(images, key), images)
+    key, images = BackdoorKey(pattern="dots", row=-8, col=-14, size=2, gap=2, value=1.0), _rand(4, 3, 28, 28)
+    out = tensor(fn(images.clone(), key), images)
     mask = key.mask(28, 28)
     if not bool((out[..., mask] == key.value).all()):
-        raise Wrong("the key's pixels (key.mask(H, W) is True there) should all equal key.value")
+        raise Wrong("the key's pixels (key.mask(H, W) is True there) should all equal key.value, in every channel")
     if not torch.equal(out[..., ~mask], images[..., ~mask]):
         raise Wrong("pixels outside the key should keep their values")
-    untouched(before, images, "the images")
 
 
 def _stamp_hidden(fn) -> None:
     cases = [(BackdoorKey(pattern="patch", row=0, col=0, size=3, value=0.5), (3, 1, 28, 28)),
              (BackdoorKey(pattern="dots", row=2, col=-10, size=1, gap=3, value=0.0), (2, 3, 28, 28)),
-             (BackdoorKey(), (1, 28, 28))]
+             (BackdoorKey(), (1, 1, 28, 28))]
     for i, (key, shape) in enumerate(cases):
         images = _rand(*shape, seed=i)
         close(fn(images, key), key.stamp(images), f"the stamped images of case {i + 1} ({key.pattern}, {shape})")
@@ -93,9 +68,10 @@ def _stamp_hidden(fn) -> None:
 
 def _boost_simple(fn) -> None:
     local, start = {"w": torch.tensor([3.0, 1.0])}, {"w": torch.tensor([1.0, 1.0])}
-    params(fn(local, start, 1.0), {"w": torch.tensor([2.0, 0.0])}, "boosted_update(local, global, boost=1)")
-    params(fn(local, start, 3.0), {"w": torch.tensor([6.0, 0.0])}, "boosted_update(local, global, boost=3)")
-    untouched({"w": torch.tensor([3.0, 1.0])}, local, "the local weights")
+    params(fn(copied(local), copied(start), 1.0), {"w": torch.tensor([2.0, 0.0])},
+           "boosted_update(local=[3, 1], start=[1, 1], boost=1)")
+    params(fn(copied(local), copied(start), 3.0), {"w": torch.tensor([6.0, 0.0])},
+           "boosted_update(local=[3, 1], start=[1, 1], boost=3)")
 
 
 def _boost_hidden(fn) -> None:
@@ -144,7 +120,6 @@ def _finetune_simple(fn) -> None:
     params(out, {"w": torch.tensor([0.8, 1.6])}, "one step on loss = sum(w**2) from w = [1, 2], lr 0.1")
     if out["w"].requires_grad:
         raise Wrong("the new weights still require gradients: detach them (v.detach())")
-    untouched({"w": torch.tensor([1.0, 2.0])}, w, "the weights")
 
 
 def _finetune_hidden(fn) -> None:
@@ -173,9 +148,13 @@ def _attention_simple(fn) -> None:
     if float(out[0, 1]) < 0.99:
         raise Wrong("a query pointing the same way as the one support image of class 1, at temperature 0.01, "
                     f"should get probability ~1 for class 1, got {float(out[0, 1]):.3f}")
-    q, s = _rand(2, 4), _rand(3, 4, seed=1)
-    close(fn(3 * q, 0.5 * s, y, 3, 0.1), fn(q, s, y, 3, 0.1),
-          "probabilities of rescaled features (cosine ignores length)")
+    out = fn(torch.tensor([[1.0, 1.0, 0.0]]), support, y, 3, 1.0)
+    if abs(float(out[0, 0] - out[0, 1])) > 1e-5 or float(out[0, 2]) >= float(out[0, 0]):
+        raise Wrong("a query as close (cosine) to the support image of class 0 as to that of class 1 should give "
+                    "both the same probability, and more than class 2: a softmax over the support, not an argmax")
+    q, s, y2 = _rand(2, 4), _rand(4, 4, seed=1), torch.tensor([0, 0, 1, 2])
+    close(fn(q * torch.tensor([[3.0], [0.2]]), s * torch.tensor([[0.5], [2.0], [1.0], [4.0]]), y2, 3, 0.1),
+          fn(q, s, y2, 3, 0.1), "probabilities of features rescaled row by row (cosine ignores each vector's length)")
 
 
 def _attention_hidden(fn) -> None:
@@ -196,7 +175,6 @@ def _clip_simple(fn) -> None:
     updates = torch.tensor([[3.0, 4.0], [0.3, 0.4]])
     close(fn(updates, 1.0), torch.tensor([[0.6, 0.8], [0.3, 0.4]]),
           "clipping [[3, 4], [0.3, 0.4]] to norm 1 (the long one shrinks to norm 1, the short one is kept)")
-    untouched(torch.tensor([[3.0, 4.0], [0.3, 0.4]]), updates, "the updates")
 
 
 def _clip_hidden(fn) -> None:
@@ -214,18 +192,26 @@ def cap_reference(delta: dict, benign: list[dict], cap: float) -> dict:
 
 
 def _cap_simple(fn) -> None:
-    benign = [{"w": torch.tensor([1.0, 0.0])}, {"w": torch.tensor([0.0, 2.0])}, {"w": torch.tensor([3.0, 0.0])}]
-    params(fn({"w": torch.tensor([6.0, 8.0])}, benign, 1.0), {"w": torch.tensor([1.2, 1.6])},
-           "[6, 8] capped to 1 x the median benign norm (2): norm 2, same direction")
-    params(fn({"w": torch.tensor([0.6, 0.8])}, benign, 1.0), {"w": torch.tensor([0.6, 0.8])},
+    benign = [{"w": torch.tensor([1.0, 0.0]), "b": torch.tensor([0.0])},
+              {"w": torch.tensor([0.0, 2.0]), "b": torch.tensor([0.0])},
+              {"w": torch.tensor([3.0, 0.0]), "b": torch.tensor([0.0])},
+              {"w": torch.tensor([0.0, 0.0]), "b": torch.tensor([7.0])}]
+    params(fn({"w": torch.tensor([6.0, 0.0]), "b": torch.tensor([8.0])}, benign, 1.0),
+           {"w": torch.tensor([1.2, 0.0]), "b": torch.tensor([1.6])},
+           "w = [6, 0], b = [8] (norm 10, all weights together) capped to 1 x the median of the benign norms "
+           "1, 2, 3, 7 (the lower middle value, 2, as torch.median takes it): norm 2, same direction")
+    params(fn({"w": torch.tensor([0.6, 0.0]), "b": torch.tensor([0.8])}, benign, 1.0),
+           {"w": torch.tensor([0.6, 0.0]), "b": torch.tensor([0.8])},
            "an update already below the cap (norm 1 < 2) is kept as it is")
 
 
 def _cap_hidden(fn) -> None:
-    benign = [_weights(10 + i) for i in range(5)]
     big = _weights(20, scale=50.0)
-    for cap in (0.95, 2.0):
-        params(fn(big, benign, cap), cap_reference(big, benign, cap), f"a large update capped at {cap} x the median")
+    for n in (5, 4):   # skewed norms (the mean is far from the median); an odd and an even count
+        benign = [_weights(10 + i, scale=s) for i, s in enumerate((1.0, 1.5, 2.0, 8.0, 30.0)[:n])]
+        for cap in (0.95, 2.0):
+            params(fn(big, benign, cap), cap_reference(big, benign, cap),
+                   f"a large update capped at {cap} x the median of {n} benign norms")
     small = _weights(21, scale=0.01)
     params(fn(small, benign, 0.95), cap_reference(small, benign, 0.95), "a small update (kept)")
 
@@ -274,10 +260,13 @@ def grade(name: str, fn: Callable) -> Report:
 
 
 def test(name: str, index: int, fn: Callable) -> None:
-    """Check ``index`` of task ``name`` on ``fn``: ``AssertionError`` with what is wrong, or nothing."""
-    what, _ = task(name).checks[index]
-    report = grade_checks(name, fn, task(name).checks[index:index + 1])
+    """Check ``index`` of task ``name`` on ``fn``: ``AssertionError`` with what is wrong, or nothing.
+    (The type-and-shape check runs first: it tells an unwritten function from one that raises
+    ``NotImplementedError`` for some inputs only.)"""
+    checks = task(name).checks
+    report = grade_checks(name, fn, checks[:1] + (checks[index:index + 1] if index else ()))
     if not report.written:
         raise AssertionError(f"{name} is not written yet: it still raises NotImplementedError")
-    if not report.ok:
-        raise AssertionError(f"{what}: {report.outcomes[0].message}")
+    outcome = report.outcomes[-1]
+    if not outcome.ok:
+        raise AssertionError(f"{outcome.check}: {outcome.message}")
