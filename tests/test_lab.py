@@ -45,8 +45,9 @@ def test_a_plausible_wrong_implementation_fails_with_a_message_that_names_the_mi
     ("finetune_step", wrong.step_flagging_the_input, "require gradients", True),
     ("cosine_attention", wrong.attention_by_argmax, "not an argmax", True),
     ("cap_update", wrong.cap_per_tensor, "all weights together", True),
-    ("clip_updates", wrong.clip_without_zero_guard, "NaN or infinity", False),
-    ("clip_updates", wrong.clip_unwritten_for_zero_rows, "raised NotImplementedError", False),
+    ("clip_updates", wrong.clip_without_zero_guard, "NaN or infinity", True),
+    ("clip_updates", wrong.clip_unwritten_for_zero_rows, "raised NotImplementedError", True),
+    ("boosted_update", wrong.boost_zero_as_one, "the upload with boost 0.0", False),
 ])
 def test_mistakes_that_once_passed_or_misled_are_caught(name, fn, says, public):
     report = lab.grade(name, fn)
@@ -166,7 +167,7 @@ def test_an_unwritten_or_failing_function_runs_nothing():
     assert not ran and not shown.written
     shown = runs.outcome("clip_updates", clip_coordinates, lambda: ran.append(1))
     assert not ran and not shown.ok and "to norm 1" in shown._repr_markdown_()
-    assert runs.outcome("clip_updates", wrong.clip_without_zero_guard, lambda: "ran") == "ran"  # passes the public checks
+    assert runs.outcome("boosted_update", wrong.boost_zero_as_one, lambda: "ran") == "ran"  # passes the public checks
 
 
 @pytest.mark.parametrize("name", TASKS)

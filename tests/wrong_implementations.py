@@ -102,3 +102,8 @@ def clip_unwritten_for_zero_rows(updates, bound):
     if (norms == 0).any():
         raise NotImplementedError("zero rows")
     return updates * (bound / norms).clamp(max=1.0)
+
+
+def boost_zero_as_one(local, start, boost):
+    boost = boost or 1.0   # "no boost given": but 0 is a boost
+    return {k: boost * (local[k] - start[k]) for k in start}

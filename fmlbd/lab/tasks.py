@@ -175,6 +175,7 @@ def _clip_simple(fn) -> None:
     updates = torch.tensor([[3.0, 4.0], [0.3, 0.4]])
     close(fn(updates, 1.0), torch.tensor([[0.6, 0.8], [0.3, 0.4]]),
           "clipping [[3, 4], [0.3, 0.4]] to norm 1 (the long one shrinks to norm 1, the short one is kept)")
+    close(fn(torch.zeros(2, 3), 1.0), torch.zeros(2, 3), "clipping all-zero updates (no division by zero)")
 
 
 def _clip_hidden(fn) -> None:
