@@ -1,5 +1,6 @@
 """The course lab's code tasks: fmlbd's own code passes every check, a stub is "not written yet", and
 each plausible wrong implementation fails a check whose message names what is wrong."""
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -48,6 +49,8 @@ def test_a_plausible_wrong_implementation_fails_with_a_message_that_names_the_mi
     ("clip_updates", wrong.clip_without_zero_guard, "NaN or infinity", True),
     ("clip_updates", wrong.clip_unwritten_for_zero_rows, "raised NotImplementedError", True),
     ("boosted_update", wrong.boost_zero_as_one, "the upload with boost 0.0", False),
+    ("confidence_interval", wrong.interval_without_square_root, "1.96 x s / sqrt(4)", True),
+    ("confidence_interval", wrong.interval_without_z, "should be 0.565803", True),
 ])
 def test_mistakes_that_once_passed_or_misled_are_caught(name, fn, says, public):
     report = lab.grade(name, fn)
@@ -88,13 +91,16 @@ def test_wrong_types_of_the_other_tasks_are_named():
     assert "should be a dict of tensors" in lab.check("boosted_update", lambda a, b, c: [1.0]).outcomes[0].message
     assert "should be a number" in lab.check("model_distance", lambda a, b: "5").outcomes[0].message
     assert "should be a number" in lab.check("model_distance", lambda a, b: True).outcomes[0].message
+    assert "a tuple of 2 numbers, got Tensor" in lab.check("confidence_interval", lambda s: s.mean()).outcomes[0].message
+    assert "got 1 of them" in lab.check("confidence_interval", lambda s: (0.5,)).outcomes[0].message
+    assert "should be a number" in lab.check("confidence_interval", lambda s: ("0.5", 0.1)).outcomes[0].message
     assert "with the keys" in lab.check("cap_update", lambda d, b, c: {"x": next(iter(d.values()))}).outcomes[0].message
-    with pytest.raises(KeyError, match="no code task 'stamp'; the tasks are stamp_key"):
+    with pytest.raises(KeyError, match="no code task 'stamp'; the tasks are confidence_interval, stamp_key"):
         lab.check("stamp", stub)
 
 
 def test_there_is_a_task_for_every_notebook_of_the_series():
-    assert sorted(t.notebook for t in TASKS.values()) == ["01", "02", "03", "04", "05", "06", "07"]
+    assert sorted(t.notebook for t in TASKS.values()) == ["00", "01", "02", "03", "04", "05", "06", "07"]
     assert all(t.public and t.hidden for t in TASKS.values())
 
 
@@ -111,7 +117,9 @@ def attacked(smoke_cached):
     return cfg, pipeline.attack(cfg, "a", progress=False)
 
 
+SCORES = {"main_task_acc": np.array([0.6, 0.8, 0.7, 0.9]), "backdoor_val_acc": np.ones(4)}
 RUNS = {
+    "confidence_interval": lambda cfg, att, fn: runs.intervals(SCORES, fn),
     "stamp_key": lambda cfg, att, fn: runs.key_on_images(cfg, att, "a", fn),
     "boosted_update": lambda cfg, att, fn: runs.attack_round_with(cfg, att, "a", fn),
     "model_distance": lambda cfg, att, fn: runs.distance_over_rounds(cfg, att, "a", fn),
@@ -130,7 +138,7 @@ def yours_and_fmlbds(table: pd.DataFrame, value: str) -> tuple[list, list]:
             table[table["implementation"] == "fmlbd's"][value].tolist())
 
 
-VALUE = {"stamp_key": "to_target", "boosted_update": "value", "model_distance": "distance", "finetune_step": "p_target",
+VALUE = {"confidence_interval": "ci95", "stamp_key": "to_target", "boosted_update": "value", "model_distance": "distance", "finetune_step": "p_target",
          "cosine_attention": "to_target", "clip_updates": "norm_after", "cap_update": "norm"}
 
 

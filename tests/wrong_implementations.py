@@ -4,6 +4,10 @@ import torch
 import torch.nn.functional as F
 
 
+def interval_population_std(scores):
+    return float(scores.mean()), float(1.96 * scores.std(correction=0) / len(scores) ** 0.5)
+
+
 def stamp_in_place(images, key):
     images[..., key.mask(*images.shape[-2:])] = key.value
     return images
@@ -50,6 +54,7 @@ def cap_to_the_mean(delta, benign, cap):
 
 #: task -> (a plausible wrong implementation, what the failing check says, whether a public check catches it)
 WRONG = {
+    "confidence_interval": (interval_population_std, "divided by E - 1 = 3", True),
     "stamp_key": (stamp_in_place, "changed its inputs in place", True),
     "boosted_update": (boost_the_weights, "boosted_update(local=[3, 1], start=[1, 1], boost=1)", True),
     "model_distance": (distance_per_tensor, "all weights together, not tensor by tensor", True),
@@ -102,6 +107,14 @@ def clip_unwritten_for_zero_rows(updates, bound):
     if (norms == 0).any():
         raise NotImplementedError("zero rows")
     return updates * (bound / norms).clamp(max=1.0)
+
+
+def interval_without_square_root(scores):
+    return float(scores.mean()), float(1.96 * scores.std() / len(scores))
+
+
+def interval_without_z(scores):
+    return float(scores.mean()), float(scores.std() / len(scores) ** 0.5)   # one standard error, not 1.96
 
 
 def boost_zero_as_one(local, start, boost):

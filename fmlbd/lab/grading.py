@@ -128,9 +128,16 @@ def _real(out, what: str) -> float:
 
 def form(out, want) -> None:
     """:class:`Wrong` unless ``out`` has the type of ``want`` (a tensor of its shape and dtype, a dict of
-    such tensors with its keys, or a number); the values are not compared."""
+    such tensors with its keys, a tuple of numbers of its length, or a number); the values are not
+    compared. Returns ``out``."""
     if isinstance(want, torch.Tensor):
         tensor(out, want)
+    elif isinstance(want, tuple):
+        if not isinstance(out, (tuple, list)) or len(out) != len(want):
+            raise Wrong(f"the result should be a tuple of {len(want)} numbers, got "
+                        f"{f'{len(out)} of them' if isinstance(out, (tuple, list)) else type(out).__name__}")
+        for value in out:
+            _real(value, "each value of the result")
     elif isinstance(want, dict):
         if not isinstance(out, dict) or sorted(out) != sorted(want):
             raise Wrong(f"the result should be a dict of tensors with the keys {sorted(want)}, got "
@@ -139,6 +146,7 @@ def form(out, want) -> None:
             tensor(out[k], want[k], f"the result's weight {k!r}")
     else:
         _real(out, "the result")
+    return out
 
 
 def tensors(value) -> list[torch.Tensor]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,18 @@ def outcome(name: str, fn: Callable, run: Callable[[], pd.DataFrame]):
     """``run()`` if the learner's ``fn`` passes the public checks of task ``name``, else their report."""
     report = tasks.check(name, fn)
     return run() if report.ok else report
+
+
+def intervals(scores: dict[str, np.ndarray], confidence_interval: Callable) -> pd.DataFrame:
+    """00: each metric's mean and 95% interval half-width over its per-episode ``scores`` (as
+    :func:`~fmlbd.evaluation.attack_scores` returns them), by your function and by fmlbd's. Rows:
+    implementation, metric, mean, ci95."""
+    rows = []
+    for who, fn in zip(BOTH, (confidence_interval, tasks.interval_reference)):
+        for metric, values in scores.items():
+            mean, half = fn(torch.as_tensor(values, dtype=torch.float32))
+            rows.append({"implementation": who, "metric": metric, "mean": float(mean), "ci95": float(half)})
+    return pd.DataFrame(rows)
 
 
 def key_on_images(cfg: ExperimentConfig, attacked: Attacked, case: str, stamp_key: Callable) -> pd.DataFrame:

@@ -1,15 +1,15 @@
-"""The code tasks: small functions a learner writes, one or more per notebook, each checked against
-fmlbd's own implementation of the same mechanism.
+"""The code tasks: small functions a learner writes, one per notebook, each checked against fmlbd's
+own implementation of the same mechanism.
 
 ``check(name, fn)`` runs the task's public checks (what a notebook's self-check cell shows);
 ``grade(name, fn)`` adds the hidden ones. Both return a :class:`~fmlbd.lab.grading.Report`.
 ``test(name, i, fn)`` runs check ``i`` alone and raises ``AssertionError`` naming what is wrong: one
 autograder test case per check (:mod:`fmlbd.lab.assign`), so a partly right function gets partial marks.
 
-Each :class:`~fmlbd.lab.grading.Task` has public checks (the learner runs them: a shape, a simple case worked by hand,
-an invariance) and hidden ones (random inputs and edge cases compared with :attr:`Task.reference`,
-fmlbd's code). Shapes: ``B`` images, ``C`` channels, ``H x W`` pixels, ``Q`` queries, ``S`` support
-images, ``D`` features, ``n`` updates, ``P`` weights of a flattened model.
+Each :class:`~fmlbd.lab.grading.Task` has public checks (a shape, a simple case worked by hand, an
+invariance) and hidden ones (random inputs and edge cases compared with :attr:`Task.reference`,
+fmlbd's code). Shapes: ``E`` episodes, ``B`` images, ``C`` channels, ``H x W`` pixels, ``Q``
+queries, ``S`` support images, ``D`` features, ``n`` updates, ``P`` weights of a flattened model.
 """
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ from ..clients import boosted_delta
 from ..evasion import shape_update
 from ..functional import call, flatten, fresh_buffers
 from ..meta import inner_loop
+from ..metrics import mean_ci95
 from ..models import ConvNet
-from .grading import Report, Task, Wrong, close, copied, grade_checks, number, params, tensor
+from .grading import Report, Task, Wrong, close, copied, form, grade_checks, number, params, tensor
 
 
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -37,6 +38,29 @@ def _weights(seed: int, scale: float = 1.0) -> dict[str, torch.Tensor]:
     """A small model's weights: two tensors, so a per-tensor mistake shows."""
     return {"conv.weight": (_rand(2, 1, 3, 3, seed=seed) - 0.5) * scale,
             "head.bias": (_rand(5, seed=seed + 1) - 0.5) * scale}
+
+
+# --- 00 a metric's mean and its uncertainty ---------------------------------------------------------
+
+def interval_reference(scores: torch.Tensor) -> tuple[float, float]:
+    return mean_ci95(scores.detach().double().numpy())
+
+
+def _interval_simple(fn) -> None:
+    mean, half = form(fn(torch.tensor([0.0, 1.0, 0.0, 1.0])), (0.0, 0.0))
+    number(mean, 0.5, "the mean of the scores [0, 1, 0, 1]")
+    number(half, 1.96 * (1 / 3) ** 0.5 / 2, "the half-width for the scores [0, 1, 0, 1]: 1.96 x s / sqrt(4), s the "
+           "sample standard deviation (squared deviations summed, divided by E - 1 = 3, square root)")
+    number(form(fn(torch.tensor([10.0, 11.0, 10.0, 11.0])), (0.0, 0.0))[1], 1.96 * (1 / 3) ** 0.5 / 2,
+           "the half-width when every score is 10 higher (the same spread)")
+    number(form(fn(torch.ones(5)), (0.0, 0.0))[1], 0.0, "the half-width for scores that are all 1.0 (no spread)")
+
+
+def _interval_hidden(fn) -> None:
+    for i, n in enumerate((2, 40, 300)):
+        scores = _rand(n, seed=30 + i)
+        for got, want, what in zip(form(fn(scores), (0.0, 0.0)), interval_reference(scores), ("mean", "half-width")):
+            number(got, want, f"the {what} for {n} random scores")
 
 
 # --- 01 the key --------------------------------------------------------------------------------------
@@ -218,6 +242,9 @@ def _cap_hidden(fn) -> None:
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (
+    Task("confidence_interval", "00", "a metric is a mean over episodes, with an uncertainty: its 95% interval",
+         interval_reference, lambda: (_rand(40, seed=29),),
+         (("hand-worked intervals, a shift, no spread", _interval_simple),), (("fmlbd's mean_ci95", _interval_hidden),)),
     Task("stamp_key", "01", "what the backdoor key is: a few pixels set in every keyed image",
          stamp_key_reference, lambda: (_rand(4, 1, 28, 28), BackdoorKey()),
          (("the key's pixels and only those", _stamp_simple),), (("fmlbd's stamp", _stamp_hidden),)),
