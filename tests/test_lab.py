@@ -51,6 +51,7 @@ def test_a_plausible_wrong_implementation_fails_with_a_message_that_names_the_mi
     ("boosted_update", wrong.boost_zero_as_one, "the upload with boost 0.0", False),
     ("confidence_interval", wrong.interval_without_square_root, "1.96 x s / sqrt(4)", True),
     ("confidence_interval", wrong.interval_without_z, "should be 0.565803", True),
+    ("confidence_interval", wrong.interval_over_two, "repeated 4 times (E = 8)", True),
 ])
 def test_mistakes_that_once_passed_or_misled_are_caught(name, fn, says, public):
     report = lab.grade(name, fn)
@@ -85,6 +86,19 @@ def test_more_mistakes_are_named():
 def test_a_result_of_the_wrong_type_or_shape_is_named(returned, says):
     report = lab.check("stamp_key", returned)
     assert not report.ok and says in report.outcomes[0].message
+
+
+def interval_with_a_numpy_keyword(scores):
+    return float(scores.mean()), float(scores.std(ddof=1))
+
+
+def test_an_error_in_the_learners_code_is_one_line_naming_the_line_that_raised_it_once():
+    report = lab.check("confidence_interval", interval_with_a_numpy_keyword)
+    first = report.outcomes[0].message
+    assert first.startswith("your function raised TypeError at `return float(scores.mean()), float(scores.std(ddof=1))`")
+    assert "\n" not in first and "tasks.py" not in first
+    shown = report._repr_markdown_()
+    assert shown.count("your function raised") == 1 and shown.count("the same error") == len(report.outcomes) - 1
 
 
 def test_wrong_types_of_the_other_tasks_are_named():

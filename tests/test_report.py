@@ -49,3 +49,12 @@ def test_rule_reports_are_tables_with_a_row_per_adversary_and_rule():
     assert lines == ["| spread | mean | +0.60 (+0.59 to +0.61) | +0.30 |",
                      "| spread | flame | +0.20 (+0.19 to +0.21) | +0.10 |"]
     assert "right after (a)" in text and "after 50 rounds (a)" in text
+
+
+def test_the_benign_report_says_why_backdoor_accuracy_can_sit_above_chance_only_when_it_does():
+    def table(backdoor: float) -> pd.DataFrame:
+        return pd.DataFrame({"mean": [0.85, 0.87, backdoor, backdoor], "ci95": [0.03] * 4, "episodes": [40] * 4},
+                            index=["main_task_acc", "meta_test_acc", "backdoor_train_acc", "backdoor_val_acc"])
+    above, within = report.benign_metrics(table(0.35), ways=5), report.benign_metrics(table(0.21), ways=5)
+    assert "above chance (0.20)" in above and "no right answer" in above
+    assert "within its interval of chance" in within and "no right answer" not in within

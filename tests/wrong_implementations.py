@@ -117,6 +117,10 @@ def interval_without_z(scores):
     return float(scores.mean()), float(scores.std() / len(scores) ** 0.5)   # one standard error, not 1.96
 
 
+def interval_over_two(scores):
+    return float(scores.mean()), float(1.96 * scores.std() / 2)   # sqrt(E) worked out for E = 4 only
+
+
 def boost_zero_as_one(local, start, boost):
     boost = boost or 1.0   # "no boost given": but 0 is a boost
     return {k: boost * (local[k] - start[k]) for k in start}

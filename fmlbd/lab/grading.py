@@ -5,17 +5,23 @@ A check calls the learner's function on small inputs and raises :class:`Wrong` w
 names what is wrong (a shape, a value in a simple case, an invariance); :func:`grade_checks` runs a task's
 checks and returns a :class:`Report` (shown as Markdown in a notebook). A function still raising
 ``NotImplementedError`` is "not written yet", never a traceback; any other exception is reported
-by its type and message.
+by its type, the first line of its message and the line of the learner's code that raised it.
 """
 from __future__ import annotations
 
 import math
 import numbers
+import sysconfig
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+
+_NOT_THE_LEARNERS = (str(Path(__file__).resolve().parents[1]), sysconfig.get_paths()["stdlib"],
+                     sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
 
 
 class Wrong(AssertionError):
@@ -51,8 +57,13 @@ class Report:
             return (f"*Not written yet:* `{self.task}` still raises `NotImplementedError`; replace that line "
                     f"with your code and run this check again.")
         head = "**All checks pass.**" if self.ok else f"**Not yet:** {self.passed} of {len(self.outcomes)} checks pass."
-        return "\n".join([head, ""] + [f"- {'✓' if o.ok else '✗'} {o.check}" + ("" if o.ok else f": {o.message}")
-                                       for o in self.outcomes])
+        lines, said = [head, ""], set()
+        for o in self.outcomes:
+            again = o.message in said and o.message.startswith("your function raised")
+            lines.append(f"- {'✓' if o.ok else '✗'} {o.check}" + ("" if o.ok else ": the same error" if again
+                                                                  else f": {o.message}"))
+            said.add(o.message)
+        return "\n".join(lines)
 
 
 def grade_checks(task: str, fn: Callable, checks: Sequence[Check]) -> Report:
@@ -65,14 +76,25 @@ def grade_checks(task: str, fn: Callable, checks: Sequence[Check]) -> Report:
         except NotImplementedError as err:
             if i == 0:
                 return Report(task, (), written=False)
-            outcomes.append(Outcome(what, False, f"your function raised NotImplementedError: {err}"))
+            outcomes.append(Outcome(what, False, raised(err)))
         except Wrong as err:
             outcomes.append(Outcome(what, False, str(err)))
         except Exception as err:  # the learner's code raised: say what, not a traceback
-            outcomes.append(Outcome(what, False, f"your function raised {type(err).__name__}: {err}"))
+            outcomes.append(Outcome(what, False, raised(err)))
         else:
             outcomes.append(Outcome(what, True))
     return Report(task, tuple(outcomes))
+
+
+def raised(err: BaseException) -> str:
+    """One line for an exception from the learner's function: its type, the line of the learner's own
+    code that raised it (the innermost frame outside fmlbd, the standard library and installed
+    packages) and the first line of its message."""
+    mine = [f for f in traceback.extract_tb(err.__traceback__)
+            if not str(Path(f.filename).resolve()).startswith(_NOT_THE_LEARNERS)]
+    where = f" at `{mine[-1].line.strip()}`" if mine and mine[-1].line else ""
+    message = (str(err).strip().splitlines() or [""])[0]
+    return f"your function raised {type(err).__name__}{where}: {message}"
 
 
 def tensor(out, like: torch.Tensor, what: str = "the result") -> torch.Tensor:

@@ -40,14 +40,17 @@ def outcome(name: str, fn: Callable, run: Callable[[], pd.DataFrame]):
 
 def intervals(scores: dict[str, np.ndarray], confidence_interval: Callable) -> pd.DataFrame:
     """00: each metric's mean and 95% interval half-width over its per-episode ``scores`` (as
-    :func:`~fmlbd.evaluation.attack_scores` returns them), by your function and by fmlbd's. Rows:
-    implementation, metric, mean, ci95."""
+    :func:`~fmlbd.evaluation.attack_scores` returns them, passed on as float64 tensors), by your
+    function and by fmlbd's. Rows: implementation, metric (both ordered, so a pivot keeps the order),
+    mean, ci95."""
     rows = []
     for who, fn in zip(BOTH, (confidence_interval, tasks.interval_reference)):
         for metric, values in scores.items():
-            mean, half = fn(torch.as_tensor(values, dtype=torch.float32))
+            mean, half = fn(torch.as_tensor(values, dtype=torch.float64))
             rows.append({"implementation": who, "metric": metric, "mean": float(mean), "ci95": float(half)})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table.assign(implementation=pd.Categorical(table["implementation"], BOTH),
+                        metric=pd.Categorical(table["metric"], list(scores)))
 
 
 def key_on_images(cfg: ExperimentConfig, attacked: Attacked, case: str, stamp_key: Callable) -> pd.DataFrame:

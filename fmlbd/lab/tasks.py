@@ -48,12 +48,13 @@ def interval_reference(scores: torch.Tensor) -> tuple[float, float]:
 
 def _interval_simple(fn) -> None:
     mean, half = form(fn(torch.tensor([0.0, 1.0, 0.0, 1.0])), (0.0, 0.0))
-    number(mean, 0.5, "the mean of the scores [0, 1, 0, 1]")
-    number(half, 1.96 * (1 / 3) ** 0.5 / 2, "the half-width for the scores [0, 1, 0, 1]: 1.96 x s / sqrt(4), s the "
-           "sample standard deviation (squared deviations summed, divided by E - 1 = 3, square root)")
-    number(form(fn(torch.tensor([10.0, 11.0, 10.0, 11.0])), (0.0, 0.0))[1], 1.96 * (1 / 3) ** 0.5 / 2,
-           "the half-width when every score is 10 higher (the same spread)")
-    number(form(fn(torch.ones(5)), (0.0, 0.0))[1], 0.0, "the half-width for scores that are all 1.0 (no spread)")
+    number(mean, 0.5, "the mean (the first value) of the scores [0, 1, 0, 1]")
+    number(half, 1.96 * (1 / 3) ** 0.5 / 2, "the half-width (the second value) for the scores [0, 1, 0, 1]: 1.96 x s / "
+           "sqrt(4), s the sample standard deviation (squared deviations summed, divided by E - 1 = 3, square root)")
+    for scores, want, what in (([0.0, 1.0] * 4, 1.96 * (2 / 7) ** 0.5 / 8 ** 0.5, "[0, 1] repeated 4 times (E = 8)"),
+                               ([10.0, 11.0] * 2, 1.96 * (1 / 3) ** 0.5 / 2, "[10, 11, 10, 11] (the same spread)"),
+                               ([1.0] * 5, 0.0, "scores that are all 1.0 (no spread)")):
+        number(form(fn(torch.tensor(scores)), (0.0, 0.0))[1], want, f"the half-width for {what}")
 
 
 def _interval_hidden(fn) -> None:
@@ -244,7 +245,7 @@ def _cap_hidden(fn) -> None:
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("confidence_interval", "00", "a metric is a mean over episodes, with an uncertainty: its 95% interval",
          interval_reference, lambda: (_rand(40, seed=29),),
-         (("hand-worked intervals, a shift, no spread", _interval_simple),), (("fmlbd's mean_ci95", _interval_hidden),)),
+         (("by hand: E = 4 and 8, a shift, no spread", _interval_simple),), (("fmlbd's mean_ci95", _interval_hidden),)),
     Task("stamp_key", "01", "what the backdoor key is: a few pixels set in every keyed image",
          stamp_key_reference, lambda: (_rand(4, 1, 28, 28), BackdoorKey()),
          (("the key's pixels and only those", _stamp_simple),), (("fmlbd's stamp", _stamp_hidden),)),
@@ -278,8 +279,7 @@ def task(name: str) -> Task:
 
 def check(name: str, fn: Callable) -> Report:
     """The public checks of task ``name`` on the learner's ``fn``."""
-    t = task(name)
-    return grade_checks(name, fn, t.checks[:t.n_public])
+    return grade_checks(name, fn, task(name).checks[:task(name).n_public])
 
 
 def grade(name: str, fn: Callable) -> Report:
