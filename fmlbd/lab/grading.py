@@ -5,7 +5,7 @@ A check calls the learner's function on small inputs and raises :class:`Wrong` w
 names what is wrong (a shape, a value in a simple case, an invariance); :func:`grade_checks` runs a task's
 checks and returns a :class:`Report` (shown as Markdown in a notebook). A function still raising
 ``NotImplementedError`` is "not written yet", never a traceback; any other exception is reported
-by its type, the first line of its message and the line of the learner's code that raised it.
+by its type, its message and the line of the learner's code that raised it, on one line.
 """
 from __future__ import annotations
 
@@ -89,11 +89,12 @@ def grade_checks(task: str, fn: Callable, checks: Sequence[Check]) -> Report:
 def raised(err: BaseException) -> str:
     """One line for an exception from the learner's function: its type, the line of the learner's own
     code that raised it (the innermost frame outside fmlbd, the standard library and installed
-    packages) and the first line of its message."""
+    packages) and its message on one line (at most 200 characters)."""
     mine = [f for f in traceback.extract_tb(err.__traceback__)
             if not str(Path(f.filename).resolve()).startswith(_NOT_THE_LEARNERS)]
     where = f" at `{mine[-1].line.strip()}`" if mine and mine[-1].line else ""
-    message = (str(err).strip().splitlines() or [""])[0]
+    message = " ".join(str(err).split())
+    message = message if len(message) <= 200 else message[:200] + " ..."
     return f"your function raised {type(err).__name__}{where}: {message}"
 
 
