@@ -261,17 +261,19 @@ def benign_metrics(table: pd.DataFrame, ways: int) -> str:
     per metric, as :func:`fmlbd.evaluation.scores_table` gives)."""
     chance = 1 / ways
 
+    def above_chance(metric):
+        return table.loc[metric, "mean"] - table.loc[metric, "ci95"] > chance
+
     def against_chance(metric):
         mean, half = table.loc[metric, "mean"], table.loc[metric, "ci95"]
-        where = ("above" if mean - half > chance else "below" if mean + half < chance
-                 else "within its interval of")
+        where = "above" if above_chance(metric) else "below" if mean + half < chance else "within its interval of"
         return f"{mean:.2f} ± {half:.2f}, {where} chance ({chance:.2f})"
 
-    above = any(table.loc[m, "mean"] - table.loc[m, "ci95"] > chance for m in ("backdoor_train_acc", "backdoor_val_acc"))
     return (f"**What this run measured ({int(table['episodes'].iloc[0])} episodes each).** Main-task accuracy "
             f"{table.loc['main_task_acc', 'mean']:.2f} ± {table.loc['main_task_acc', 'ci95']:.2f}. Backdoor accuracy "
             f"on the attack training set {against_chance('backdoor_train_acc')}; on the validation set "
             f"{against_chance('backdoor_val_acc')}. Nobody attacked this model, so this is its **no-attack level**: "
             f"the later notebooks read backdoor accuracy against it, not against zero or chance"
             + (" (a keyed image whose class is not in the episode has no right answer, so nothing makes the model "
-               "spread its answers for it evenly: chance is what random guessing would score)." if above else "."))
+               "spread its answers for it evenly: chance is what random guessing would score)."
+               if above_chance("backdoor_train_acc") or above_chance("backdoor_val_acc") else "."))

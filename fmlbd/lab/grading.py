@@ -20,8 +20,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-_NOT_THE_LEARNERS = (str(Path(__file__).resolve().parents[1]), sysconfig.get_paths()["stdlib"],
-                     sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
+#: Where code that is not the learner's lives: fmlbd, the standard library and installed packages.
+_NOT_THE_LEARNERS = tuple(str(Path(p).resolve()) for p in (
+    Path(__file__).resolve().parents[1], *(sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib"))))
+RAISED = "your function raised"   #: how every message about an exception from the learner's code starts
 
 
 class Wrong(AssertionError):
@@ -59,7 +61,7 @@ class Report:
         head = "**All checks pass.**" if self.ok else f"**Not yet:** {self.passed} of {len(self.outcomes)} checks pass."
         lines, said = [head, ""], set()
         for o in self.outcomes:
-            again = o.message in said and o.message.startswith("your function raised")
+            again = o.message in said and o.message.startswith(RAISED)
             lines.append(f"- {'✓' if o.ok else '✗'} {o.check}" + ("" if o.ok else ": the same error" if again
                                                                   else f": {o.message}"))
             said.add(o.message)
@@ -95,7 +97,7 @@ def raised(err: BaseException) -> str:
     where = f" at `{mine[-1].line.strip()}`" if mine and mine[-1].line else ""
     message = " ".join(str(err).split())
     message = message if len(message) <= 200 else message[:200] + " ..."
-    return f"your function raised {type(err).__name__}{where}: {message}"
+    return f"{RAISED} {type(err).__name__}{where}: {message}"
 
 
 def tensor(out, like: torch.Tensor, what: str = "the result") -> torch.Tensor:
@@ -228,3 +230,8 @@ class Task:
     @property
     def n_public(self) -> int:
         return 2 + len(self.public)
+
+    @property
+    def public_checks(self) -> tuple[Check, ...]:
+        """The checks a learner runs from the notebook (:attr:`checks` up to :attr:`n_public`)."""
+        return self.checks[:self.n_public]

@@ -279,7 +279,7 @@ def task(name: str) -> Task:
 
 def check(name: str, fn: Callable) -> Report:
     """The public checks of task ``name`` on the learner's ``fn``."""
-    return grade_checks(name, fn, task(name).checks[:task(name).n_public])
+    return grade_checks(name, fn, task(name).public_checks)
 
 
 def grade(name: str, fn: Callable) -> Report:
